@@ -1,0 +1,159 @@
+//! Configuration: one embedded default file, merged with the operator's file, then flags.
+//!
+//! The defaults live in `default-config.toml` (printed by `parley config`), so the documented
+//! defaults and the running defaults can never drift apart.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub workers: usize,
+    pub shutdown_grace_secs: u64,
+    pub auth: AuthConfig,
+    pub storage: StorageConfig,
+    pub limits: Limits,
+    pub gateway: GatewayConfig,
+    pub actors: ActorConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub jwt_secret: String,
+    pub token_ttl_secs: u64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub auth_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    Fsync,
+    Os,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub durability: Durability,
+    pub max_batch: usize,
+    pub cache_kib: u64,
+    pub readers: usize,
+    pub idempotency_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    pub max_text_bytes: usize,
+    pub max_meta_bytes: usize,
+    pub max_attachments: usize,
+    pub max_client_id_bytes: usize,
+    pub max_group_members: usize,
+    pub rate_per_sec: u32,
+    pub rate_burst: u32,
+    pub rate_strikes: u32,
+    pub typing_interval_ms: u64,
+    pub outbound_queue: usize,
+    pub slow_consumer_grace_ms: u64,
+    pub max_page: u32,
+    pub default_page: u32,
+    pub retract_window_secs: u64,
+    pub max_file_bytes: u64,
+    pub max_json_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub heartbeat_ms: u64,
+    pub heartbeat_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorConfig {
+    pub conversation_idle_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: String,
+}
+
+impl Config {
+    /// Defaults merged with the TOML text of an operator's file (if any).
+    pub fn load(file_text: Option<&str>) -> Result<Config, String> {
+        let mut base: toml::Table = DEFAULT_CONFIG
+            .parse()
+            .map_err(|e| format!("embedded config: {e}"))?;
+        if let Some(text) = file_text {
+            let over: toml::Table = text.parse().map_err(|e| format!("config file: {e}"))?;
+            merge(&mut base, over);
+        }
+        let cfg: Config = toml::Value::Table(base)
+            .try_into()
+            .map_err(|e| format!("config: {e}"))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        if l.max_page == 0 || l.default_page == 0 || l.default_page > l.max_page {
+            return Err("limits: need 0 < default_page <= max_page".into());
+        }
+        if l.outbound_queue == 0 || self.storage.max_batch == 0 || self.storage.readers == 0 {
+            return Err("outbound_queue, max_batch and readers must be positive".into());
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err("log.format must be \"text\" or \"json\"".into());
+        }
+        Ok(())
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.limits.max_frame_bytes, 65536);
+        assert_eq!(c.storage.durability, Durability::Fsync);
+    }
+
+    #[test]
+    fn file_overrides_one_key_and_keeps_the_rest() {
+        let c = Config::load(Some("[limits]\nmax_text_bytes = 10\n")).unwrap();
+        assert_eq!(c.limits.max_text_bytes, 10);
+        assert_eq!(c.limits.max_meta_bytes, 4096);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(Config::load(Some("[limits]\nmax_txt = 10\n")).is_err());
+    }
+}

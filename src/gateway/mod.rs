@@ -1,0 +1,114 @@
+//! The gateway: everything that speaks HTTP or WebSocket to clients.
+//!
+//! It exists to keep wire concerns (status codes, headers, upgrade, body limits) out of the
+//! actors. Handlers authenticate the caller, validate input, call the actors or the store, and
+//! turn every failure into the contract's error shape through `ApiError`.
+
+pub mod files;
+pub mod http;
+pub mod ws;
+
+use crate::actors::Core;
+use crate::auth::Claims;
+use crate::error::ApiError;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse};
+use std::future::{ready, Ready};
+
+/// The authenticated caller of a `/v1/` endpoint (from `Authorization: Bearer`).
+pub struct Caller {
+    pub user_id: String,
+    pub device_id: String,
+}
+
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+pub fn verify(req: &HttpRequest) -> Result<Claims, ApiError> {
+    let core = req
+        .app_data::<web::Data<Core>>()
+        .ok_or_else(|| ApiError::internal("core missing from app data"))?;
+    let token = bearer(req).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+    core.auth
+        .verify(token)
+        .ok_or_else(|| ApiError::unauthorized("bad or expired token"))
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Caller, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(verify(req).map(|c| Caller {
+            user_id: c.sub,
+            device_id: c.did,
+        }))
+    }
+}
+
+/// Registers every route. Used by the server and nowhere else.
+pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_json)
+            .error_handler(|err, _| {
+                let e = match err {
+                    actix_web::error::JsonPayloadError::Overflow { .. }
+                    | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => {
+                        ApiError::too_large("JSON body too large")
+                    }
+                    other => ApiError::bad_request(format!("bad JSON body: {other}")),
+                };
+                e.into()
+            }),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::bad_request(format!("bad query: {err}")).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| ApiError::bad_request(format!("bad path: {err}")).into()),
+    )
+    .route("/healthz", web::get().to(http::healthz))
+    .route("/readyz", web::get().to(http::readyz))
+    .route("/metrics", web::get().to(http::metrics))
+    .route("/v1/ws", web::get().to(ws::upgrade))
+    .route("/v1/users", web::post().to(http::create_user))
+    .route("/v1/users", web::get().to(http::find_user))
+    .route("/v1/users/me", web::get().to(http::me))
+    .route("/v1/sessions", web::post().to(http::create_session))
+    .route(
+        "/v1/conversations",
+        web::post().to(http::create_conversation),
+    )
+    .route("/v1/conversations", web::get().to(http::list_conversations))
+    .route(
+        "/v1/conversations/{id}",
+        web::get().to(http::get_conversation),
+    )
+    .route(
+        "/v1/conversations/{id}/members",
+        web::post().to(http::add_members),
+    )
+    .route(
+        "/v1/conversations/{id}/members/{user_id}",
+        web::delete().to(http::remove_member),
+    )
+    .route(
+        "/v1/conversations/{id}/messages",
+        web::get().to(http::list_messages),
+    )
+    .route("/v1/files", web::post().to(files::upload))
+    .route("/v1/files/{id}", web::get().to(files::download))
+    .route("/v1/devices/{id}/push", web::put().to(http::set_push));
+}
+
+pub async fn not_found() -> HttpResponse {
+    use actix_web::ResponseError;
+    ApiError::not_found("no such endpoint").error_response()
+}

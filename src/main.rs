@@ -1,0 +1,87 @@
+//! The `parley` command line: `parley serve` runs a node; `parley config` prints the defaults.
+
+use clap::{Parser, Subcommand};
+use parley::config::Config;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "parley", version, about = "Parley messaging server")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one node.
+    Serve {
+        /// Address to listen on (overrides the config file).
+        #[arg(long, env = "PARLEY_LISTEN")]
+        listen: Option<String>,
+        /// Data directory: SQLite database, signing secret, files (overrides the config file).
+        #[arg(long, env = "PARLEY_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// A TOML file merged over the defaults (see `parley config`).
+        #[arg(long, env = "PARLEY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Log JSON lines instead of human-readable text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Print the default configuration, with every option documented.
+    Config,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let (listen, data_dir, config, log_json) = match cli.cmd {
+        Some(Cmd::Config) => {
+            print!("{}", parley::config::DEFAULT_CONFIG);
+            return;
+        }
+        Some(Cmd::Serve {
+            listen,
+            data_dir,
+            config,
+            log_json,
+        }) => (listen, data_dir, config, log_json),
+        None => (None, None, None, false),
+    };
+    let text = match &config {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => Some(t),
+            Err(e) => fail(&format!("config {}: {e}", p.display())),
+        },
+        None => None,
+    };
+    let mut cfg = Config::load(text.as_deref()).unwrap_or_else(|e| fail(&e));
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    init_logging(log_json || cfg.log.format == "json");
+    let result = actix_web::rt::System::new().block_on(parley::server::run(cfg));
+    if let Err(e) = result {
+        fail(&e);
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("parley: {msg}");
+    std::process::exit(1);
+}

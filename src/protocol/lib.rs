@@ -1,0 +1,443 @@
+//! Parley client protocol v1: the wire types, and nothing else.
+//!
+//! This crate exists so that the server, the load generator and any client written in Rust
+//! parse and print exactly the same frames. It does no I/O and depends only on serde, so it can
+//! be shared without dragging the server along. The contract it encodes is `docs/protocol.md`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Error codes shared by the WebSocket `error` frame and HTTP error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    TooLarge,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status that goes with the code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// WebSocket close codes of the contract.
+pub mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const TOO_LARGE: u16 = 1009;
+    pub const RESTARTING: u16 = 1012;
+    pub const BAD_TOKEN: u16 = 4401;
+    pub const AUTH_TIMEOUT: u16 = 4408;
+    pub const TOO_SLOW: u16 = 4429;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttachmentRef {
+    pub file_id: String,
+}
+
+/// An attachment as the server describes it inside a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub file_id: String,
+    pub size: u64,
+    pub content_type: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteScope {
+    Everyone,
+    Me,
+}
+
+impl DeleteScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeleteScope::Everyone => "everyone",
+            DeleteScope::Me => "me",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptKind {
+    Delivered,
+    Read,
+}
+
+/// Frames a client sends. Unknown fields are ignored; an unknown `type` fails to parse and the
+/// server answers `bad_request` without closing the connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Auth {
+        token: String,
+    },
+    Send(SendFrame),
+    Received {
+        conversation_id: String,
+        seq: u64,
+    },
+    Read {
+        conversation_id: String,
+        seq: u64,
+    },
+    Sync {
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    History {
+        id: String,
+        conversation_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before_seq: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    Delete {
+        id: String,
+        conversation_id: String,
+        seq: u64,
+        scope: DeleteScope,
+    },
+    Typing {
+        conversation_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SendFrame {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
+}
+
+/// A stored message as clients see it (the `message` frame without its tag, and the element of
+/// `history` and the HTTP messages list).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub conversation_id: String,
+    pub seq: u64,
+    pub message_id: String,
+    pub sender_id: String,
+    pub sender_device_id: String,
+    pub ts: i64,
+    pub text: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    #[serde(default)]
+    pub meta: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Extension: set on a retracted message (a tombstone) in `history` and HTTP listings, so
+    /// that a page never shows a gap in `seq`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationCursor {
+    pub conversation_id: String,
+    pub last_seq: u64,
+    pub delivered_seq: u64,
+    pub read_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub id: String,
+    pub conversation_id: String,
+    pub seq: u64,
+    pub message_id: String,
+    pub ts: i64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// Frames the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Ready {
+        user_id: String,
+        device_id: String,
+        session_id: String,
+        heartbeat_ms: u64,
+        conversations: Vec<ConversationCursor>,
+    },
+    Ack(Ack),
+    Message(Message),
+    Receipt {
+        conversation_id: String,
+        user_id: String,
+        kind: ReceiptKind,
+        seq: u64,
+    },
+    Deleted {
+        conversation_id: String,
+        seq: u64,
+        scope: DeleteScope,
+        by: String,
+    },
+    Typing {
+        conversation_id: String,
+        user_id: String,
+    },
+    Presence {
+        user_id: String,
+        online: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_seen: Option<i64>,
+    },
+    Conversation {
+        event: ConversationEvent,
+        conversation: Conversation,
+    },
+    Synced {
+        id: String,
+        more: bool,
+    },
+    History {
+        id: String,
+        conversation_id: String,
+        messages: Vec<Message>,
+    },
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl ServerFrame {
+    pub fn error(id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            id,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server frames always serialize")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationEvent {
+    Created,
+    MemberAdded,
+    MemberRemoved,
+    Updated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    Direct,
+    Group,
+}
+
+impl ConversationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationKind::Direct => "direct",
+            ConversationKind::Group => "group",
+        }
+    }
+}
+
+/// A conversation as the HTTP API and `conversation` events describe it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub conversation_id: String,
+    pub kind: ConversationKind,
+    #[serde(default)]
+    pub title: Option<String>,
+    pub members: Vec<String>,
+    #[serde(default)]
+    pub admins: Vec<String>,
+    pub created_at: i64,
+    #[serde(default)]
+    pub last_seq: u64,
+}
+
+/// One row of `GET /v1/conversations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    pub delivered_seq: u64,
+    pub read_seq: u64,
+    pub unread: u64,
+}
+
+// ---- HTTP bodies ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateUser {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub user_id: String,
+    pub username: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateSession {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub device_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionToken {
+    pub token: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateConversation {
+    pub kind: ConversationKind,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddMembers {
+    pub user_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub file_id: String,
+    pub size: u64,
+    pub content_type: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushTarget {
+    pub provider: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_send_with_unknown_fields() {
+        let f: ClientFrame = serde_json::from_str(
+            r#"{"type":"send","id":"c1","conversation_id":"x","text":"hi","extra":1}"#,
+        )
+        .unwrap();
+        match f {
+            ClientFrame::Send(s) => {
+                assert_eq!(s.id, "c1");
+                assert_eq!(s.text.as_deref(), Some("hi"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_type_is_an_error() {
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn ack_omits_duplicate_when_false() {
+        let a = ServerFrame::Ack(Ack {
+            id: "c".into(),
+            conversation_id: "k".into(),
+            seq: 1,
+            message_id: "m".into(),
+            ts: 5,
+            duplicate: false,
+        });
+        let s = a.to_json();
+        assert!(s.starts_with(r#"{"type":"ack""#), "{s}");
+        assert!(!s.contains("duplicate"));
+    }
+
+    #[test]
+    fn error_codes_round_trip() {
+        let e = ServerFrame::error(Some("1".into()), ErrorCode::TooLarge, "big");
+        let back: ServerFrame = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(back, e);
+        assert!(e.to_json().contains(r#""code":"too_large""#));
+    }
+}

@@ -1,0 +1,177 @@
+//! Start-up and shutdown: builds the `Core`, runs the HTTP server, and shuts down in the
+//! house order: stop accepting, close sessions with 1012, drain with a deadline, flush the
+//! store's queued writes, close the store.
+
+use crate::actors::{Conversations, Core, Hub, Push};
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::storage::sqlite::SqliteStore;
+use crate::storage::Store;
+use actix_web::{web, App, HttpServer};
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The HS256 secret: from config or `PARLEY_JWT_SECRET`, else `<data_dir>/secret`, created with
+/// 32 random bytes on first start.
+fn load_secret(cfg: &Config) -> Result<Vec<u8>, String> {
+    if !cfg.auth.jwt_secret.is_empty() {
+        return Ok(cfg.auth.jwt_secret.as_bytes().to_vec());
+    }
+    if let Ok(s) = std::env::var("PARLEY_JWT_SECRET") {
+        if !s.is_empty() {
+            return Ok(s.into_bytes());
+        }
+    }
+    let path = cfg.data_dir.join("secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().as_bytes().to_vec()),
+        _ => {
+            let bytes: [u8; 32] = rand::random();
+            let s = hex::encode(bytes);
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts
+                .open(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            f.write_all(s.as_bytes()).map_err(|e| e.to_string())?;
+            f.sync_all().map_err(|e| e.to_string())?;
+            Ok(s.into_bytes())
+        }
+    }
+}
+
+pub fn build_core(cfg: Config) -> Result<Arc<Core>, String> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| format!("data dir {}: {e}", cfg.data_dir.display()))?;
+    let secret = load_secret(&cfg)?;
+    let auth = Auth::new(
+        &secret,
+        cfg.auth.token_ttl_secs,
+        cfg.auth.argon2_memory_kib,
+        cfg.auth.argon2_iterations,
+    )?;
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+        &cfg.data_dir,
+        &cfg.storage,
+        metrics.clone(),
+    )?);
+    let blob_dir = cfg.data_dir.join("files");
+    Ok(Arc::new(Core {
+        config: cfg,
+        store,
+        auth,
+        metrics,
+        hub: Hub::default(),
+        conversations: Conversations::default(),
+        blob_dir,
+        shutting_down: Default::default(),
+    }))
+}
+
+/// Runs one node until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn run(cfg: Config) -> Result<(), String> {
+    let workers = if cfg.workers == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    } else {
+        cfg.workers
+    };
+    let listen = cfg.listen.clone();
+    let grace = Duration::from_secs(cfg.shutdown_grace_secs);
+    let core = build_core(cfg)?;
+    let data = web::Data::from(core.clone());
+    let max_json = core.config.limits.max_json_bytes;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(|c| crate::gateway::routes(c, max_json))
+            .default_service(web::to(crate::gateway::not_found))
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(grace.as_secs().max(1))
+    .bind(&listen)
+    .map_err(|e| format!("bind {listen}: {e}"))?;
+    for addr in server.addrs() {
+        tracing::info!(%addr, "listening");
+        // Machine-readable for scripts and tests that start the server on port 0.
+        println!("listening on {addr}");
+    }
+    let _ = std::io::stdout().flush();
+    let server = server.run();
+    let handle = server.handle();
+
+    let expiry_core = core.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            let ttl_ms = expiry_core.config.storage.idempotency_ttl_secs as i64 * 1000;
+            match expiry_core
+                .store
+                .expire_idempotency(crate::actors::now_ms() - ttl_ms)
+                .await
+            {
+                Ok(n) if n > 0 => tracing::info!(expired = n, "idempotency keys expired"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "idempotency expiry failed"),
+            }
+        }
+    });
+
+    let shutdown_core = core.clone();
+    actix_web::rt::spawn(async move {
+        wait_for_signal().await;
+        shutdown(shutdown_core, handle, grace).await;
+    });
+    server.await.map_err(|e| e.to_string())?;
+    // The server may also stop on its own (a fatal error): make sure storage is closed.
+    core.store.close().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn shutdown(core: Arc<Core>, handle: actix_web::dev::ServerHandle, grace: Duration) {
+    tracing::info!("shutting down: no new connections, closing sessions with 1012");
+    core.shutting_down.store(true, Ordering::Release);
+    handle.pause().await;
+    for s in core.hub.all_sessions() {
+        Hub::push(&s, Push::Shutdown);
+    }
+    let deadline = Instant::now() + grace;
+    while core.hub.session_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Sends already accepted by conversation actors are in the store's queue: closing the
+    // store commits them (and answers them) before it shuts the writer.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    core.store.close().await;
+    tracing::info!(
+        remaining = core.hub.session_count(),
+        "store closed; stopping"
+    );
+    handle.stop(true).await;
+}

@@ -1,0 +1,351 @@
+//! Durable state behind one trait, so that SQLite (embedded) and ScyllaDB (clusters) are
+//! interchangeable.
+//!
+//! The trait is shaped for a wide-column store: every call touches one partition (a
+//! conversation, a device, a user) or a handful of them, there are no joins the caller relies
+//! on, and no transaction spans partitions except where SQLite gives it for free. Appends are
+//! conditional on `(conversation_id, seq)` being free, which is what keeps `seq` gapless and
+//! unique when ownership of a conversation moves between nodes.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use parley_protocol::{Attachment, ConversationKind};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreError {
+    NotFound,
+    /// A uniqueness rule refused the write (username taken, `(conversation, seq)` taken).
+    Conflict(String),
+    /// The store cannot serve now (closed, busy); the caller may retry.
+    Unavailable(String),
+    Internal(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotFound => write!(f, "not found"),
+            StoreError::Conflict(m) => write!(f, "conflict: {m}"),
+            StoreError::Unavailable(m) => write!(f, "unavailable: {m}"),
+            StoreError::Internal(m) => write!(f, "internal: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub user_id: String,
+    pub username: String,
+    pub display_name: Option<String>,
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceRow {
+    pub device_id: String,
+    pub user_id: String,
+    pub name: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+    pub fn parse(s: &str) -> Role {
+        if s == "admin" {
+            Role::Admin
+        } else {
+            Role::Member
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConversationRow {
+    pub conversation_id: String,
+    pub kind: ConversationKind,
+    pub title: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRow {
+    pub user_id: String,
+    pub role: Role,
+    /// Members receive messages with seq above this (0 for founding members).
+    pub joined_seq: u64,
+    pub delivered_seq: u64,
+    pub read_seq: u64,
+}
+
+/// Everything a conversation actor needs to start.
+#[derive(Debug, Clone)]
+pub struct ConversationState {
+    pub row: ConversationRow,
+    pub members: Vec<MemberRow>,
+    pub last_seq: u64,
+    pub last_event_no: u64,
+}
+
+pub enum CreateOutcome {
+    Created,
+    /// A direct conversation for that pair exists already: its id.
+    Existing(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub message_id: String,
+    pub sender_id: String,
+    pub sender_device_id: String,
+    pub client_id: String,
+    pub ts: i64,
+    pub text: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// The meta object as JSON text.
+    pub meta: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendOutcome {
+    Stored {
+        seq: u64,
+    },
+    /// The (device, client id) pair was already stored: the original message's coordinates.
+    Duplicate {
+        conversation_id: String,
+        seq: u64,
+        message_id: String,
+        ts: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    pub conversation_id: String,
+    pub seq: u64,
+    pub message_id: String,
+    pub sender_id: String,
+    pub sender_device_id: String,
+    pub client_id: String,
+    pub ts: i64,
+    pub text: Option<String>,
+    pub attachments: Vec<Attachment>,
+    pub meta: Option<String>,
+    pub deleted: bool,
+    /// Who retracted it, for a tombstone.
+    pub deleted_by: Option<String>,
+}
+
+/// Which way a page of messages is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+/// A cursor move. The store applies each as `max(old, new)`: cursors never move backwards.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CursorUpdate {
+    DeviceDelivered {
+        device_id: String,
+        conversation_id: String,
+        seq: u64,
+    },
+    DeviceRetractions {
+        device_id: String,
+        conversation_id: String,
+        event_no: u64,
+    },
+    UserDelivered {
+        user_id: String,
+        conversation_id: String,
+        seq: u64,
+    },
+    UserRead {
+        user_id: String,
+        conversation_id: String,
+        seq: u64,
+    },
+}
+
+/// One conversation as a device sees it when it connects or syncs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceConversation {
+    pub conversation_id: String,
+    pub last_seq: u64,
+    pub delivered_seq: u64,
+    pub read_seq: u64,
+    pub retraction_cursor: u64,
+    pub joined_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retraction {
+    pub conversation_id: String,
+    pub event_no: u64,
+    pub seq: u64,
+    pub scope: parley_protocol::DeleteScope,
+    pub by_user: String,
+    pub for_user: Option<String>,
+    pub ts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRow {
+    pub file_id: String,
+    pub uploader_id: String,
+    pub size: u64,
+    pub content_type: String,
+    pub sha256: String,
+    pub created_at: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // -- users and devices
+    /// `Conflict` if the username is taken.
+    async fn create_user(&self, user: UserRow) -> StoreResult<()>;
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRow>>;
+    async fn user_by_id(&self, user_id: &str) -> StoreResult<Option<UserRow>>;
+    /// Creates the device and starts its cursors at each conversation's current end, so that a
+    /// new device is owed only what is sent after it exists.
+    async fn create_device(&self, device: DeviceRow) -> StoreResult<()>;
+    async fn device(&self, device_id: &str) -> StoreResult<Option<DeviceRow>>;
+    async fn devices_of_user(&self, user_id: &str) -> StoreResult<Vec<DeviceRow>>;
+    async fn set_push_target(
+        &self,
+        device_id: &str,
+        provider: &str,
+        token: Option<String>,
+        endpoint: Option<String>,
+    ) -> StoreResult<()>;
+
+    // -- conversations and members
+    /// Creates a conversation with its founding members (joined at seq 0). With `direct_key`,
+    /// returns the existing conversation's id if the pair has one.
+    async fn create_conversation(
+        &self,
+        row: ConversationRow,
+        members: Vec<(String, Role)>,
+        direct_key: Option<String>,
+    ) -> StoreResult<CreateOutcome>;
+    async fn load_conversation(
+        &self,
+        conversation_id: &str,
+    ) -> StoreResult<Option<ConversationState>>;
+    async fn conversation_ids_of_user(&self, user_id: &str) -> StoreResult<Vec<String>>;
+    /// Users who share at least one conversation with `user_id` (presence goes to them).
+    async fn contacts_of_user(&self, user_id: &str) -> StoreResult<Vec<String>>;
+    /// Adds members who receive messages after `joined_seq`, with cursors for their devices.
+    async fn add_members(
+        &self,
+        conversation_id: &str,
+        user_ids: Vec<String>,
+        joined_seq: u64,
+    ) -> StoreResult<()>;
+    async fn remove_member(&self, conversation_id: &str, user_id: &str) -> StoreResult<()>;
+    /// Every conversation of the device's user, with this device's cursors.
+    async fn device_conversations(
+        &self,
+        device_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Vec<DeviceConversation>>;
+
+    // -- messages
+    /// Appends `messages` at `first_seq`, `first_seq + 1`, ... skipping any whose
+    /// (sender_device_id, client_id) is already stored (those return `Duplicate` and consume
+    /// no seq). Atomic: all stored or none. `Conflict` if a seq is taken.
+    async fn append(
+        &self,
+        conversation_id: &str,
+        first_seq: u64,
+        messages: Vec<NewMessage>,
+    ) -> StoreResult<Vec<AppendOutcome>>;
+    /// Messages with `after < seq < before`, in `order`, at most `limit`.
+    async fn messages(
+        &self,
+        conversation_id: &str,
+        after: u64,
+        before: u64,
+        limit: u32,
+        order: Order,
+    ) -> StoreResult<Vec<StoredMessage>>;
+    async fn message(&self, conversation_id: &str, seq: u64) -> StoreResult<Option<StoredMessage>>;
+    /// Distinct senders of messages with `after < seq <= upto`.
+    async fn senders_between(
+        &self,
+        conversation_id: &str,
+        after: u64,
+        upto: u64,
+    ) -> StoreResult<Vec<String>>;
+    /// Count of messages after `after` not sent by `user_id` and not retracted.
+    async fn count_unread(
+        &self,
+        conversation_id: &str,
+        user_id: &str,
+        after: u64,
+    ) -> StoreResult<u64>;
+
+    // -- retraction
+    /// Purges the message's text, attachments and meta (a tombstone keeps its seq), drops the
+    /// file grants it carried, and logs the retraction as `event_no`.
+    async fn retract(&self, r: Retraction) -> StoreResult<()>;
+    /// Hides the message for one user and logs the hide as `event_no`.
+    async fn hide(&self, r: Retraction) -> StoreResult<()>;
+    /// Retractions after `after_event` that concern `user_id` (everyone's, and the user's own
+    /// hides), at most `limit`.
+    async fn retractions_since(
+        &self,
+        conversation_id: &str,
+        user_id: &str,
+        after_event: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Retraction>>;
+    /// Seqs in `after < seq < before` hidden for the user.
+    async fn hidden_seqs(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        after: u64,
+        before: u64,
+    ) -> StoreResult<Vec<u64>>;
+
+    // -- cursors and idempotency
+    async fn advance_cursors(&self, updates: Vec<CursorUpdate>) -> StoreResult<()>;
+    /// Drops idempotency keys older than `before_ts`; returns how many.
+    async fn expire_idempotency(&self, before_ts: i64) -> StoreResult<u64>;
+
+    // -- files
+    async fn create_file(&self, file: FileRow) -> StoreResult<()>;
+    async fn file(&self, file_id: &str) -> StoreResult<Option<FileRow>>;
+    /// The uploader, or a member of a conversation the file was sent in.
+    async fn file_visible_to(&self, file_id: &str, user_id: &str) -> StoreResult<bool>;
+    /// Files (of a purged message) that no grant and no other file row uses any more: their
+    /// blobs may be unlinked. Removes those file rows.
+    async fn orphaned_blobs(&self, file_ids: Vec<String>) -> StoreResult<Vec<String>>;
+
+    // -- operations
+    /// A tiny write that proves the write path works (readiness).
+    async fn check_writable(&self) -> StoreResult<()>;
+    /// Finishes queued writes and closes. Later calls fail with `Unavailable`.
+    async fn close(&self);
+}

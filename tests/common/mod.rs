@@ -1,0 +1,500 @@
+//! Test harness: starts the real `parley` binary on port 0 with a temporary data directory,
+//! and talks to it over real sockets (HTTP with ureq, WebSocket with tokio-tungstenite).
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Config every test server gets: cheap password hashing, short grace period.
+const BASE_CONFIG: &str = r#"
+shutdown_grace_secs = 2
+workers = 2
+[auth]
+argon2_memory_kib = 64
+argon2_iterations = 1
+"#;
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub addr: String,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    extra: String,
+}
+
+pub struct Builder {
+    extra: String,
+}
+
+impl Builder {
+    /// Adds TOML to the server's config file.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.extra.push('\n');
+        self.extra.push_str(toml);
+        self
+    }
+    pub fn start(self) -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = TestServer {
+            child: None,
+            addr: String::new(),
+            dir,
+            _tmp: Some(tmp),
+            extra: self.extra,
+        };
+        s.spawn();
+        s
+    }
+}
+
+impl TestServer {
+    pub fn builder() -> Builder {
+        Builder {
+            extra: String::new(),
+        }
+    }
+
+    pub fn start() -> TestServer {
+        Self::builder().start()
+    }
+
+    fn spawn(&mut self) {
+        let cfg_path = self.dir.join("parley.toml");
+        std::fs::write(&cfg_path, merged_config(&self.extra)).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(if self.addr.is_empty() {
+                "127.0.0.1:0"
+            } else {
+                &self.addr
+            })
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--config")
+            .arg(&cfg_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn parley");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    if let Some(a) = l.strip_prefix("listening on ") {
+                        break a.to_string();
+                    }
+                }
+                _ => panic!("server exited before listening; log:\n{}", self.log()),
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        self.addr = addr;
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// kill -9: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then wait for the exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let mut c = self.child.take().expect("running");
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        for _ in 0..200 {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c.kill().ok();
+        panic!("server did not exit after SIGTERM");
+    }
+
+    /// Starts again on the same data directory and port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        for _ in 0..50 {
+            if std::net::TcpListener::bind(&self.addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.spawn();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// One HTTP request with a JSON body; returns the status and the JSON answer (or Null).
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (status, bytes, _) = self
+            .http_raw(
+                method,
+                path,
+                token,
+                body.map(|b| ("application/json".to_string(), b.to_string().into_bytes())),
+                vec![],
+            )
+            .await;
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    /// A raw HTTP request: body with its content type, extra headers; returns status, body
+    /// bytes and the response headers.
+    pub async fn http_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(String, Vec<u8>)>,
+        headers: Vec<(String, String)>,
+    ) -> (u16, Vec<u8>, Vec<(String, String)>) {
+        let url = self.url(path);
+        let method = method.to_string();
+        let token = token.map(String::from);
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(20)))
+                .build()
+                .into();
+            let mut req = ureq::http::Request::builder()
+                .method(method.as_str())
+                .uri(&url);
+            if let Some(t) = &token {
+                req = req.header("Authorization", format!("Bearer {t}"));
+            }
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            let resp = match body {
+                Some((ct, bytes)) => agent.run(req.header("Content-Type", ct).body(bytes).unwrap()),
+                None => agent.run(req.body(()).unwrap()),
+            };
+            let mut resp = resp.expect("http request");
+            let status = resp.status().as_u16();
+            let hs = resp
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect();
+            let bytes = resp.body_mut().read_to_vec().unwrap_or_default();
+            (status, bytes, hs)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Creates a user and logs in one device.
+    pub async fn user(&self, name: &str) -> Dev {
+        let (s, v) = self
+            .http(
+                "POST",
+                "/v1/users",
+                None,
+                Some(json!({"username": name, "password": "password123"})),
+            )
+            .await;
+        assert_eq!(s, 201, "create user {name}: {v}");
+        self.login(name).await
+    }
+
+    /// Logs in another device of an existing user.
+    pub async fn login(&self, name: &str) -> Dev {
+        let (s, v) = self
+            .http(
+                "POST",
+                "/v1/sessions",
+                None,
+                Some(json!({"username": name, "password": "password123"})),
+            )
+            .await;
+        assert_eq!(s, 200, "login {name}: {v}");
+        Dev {
+            user_id: v["user_id"].as_str().unwrap().to_string(),
+            device_id: v["device_id"].as_str().unwrap().to_string(),
+            token: v["token"].as_str().unwrap().to_string(),
+        }
+    }
+
+    pub async fn direct(&self, a: &Dev, b: &Dev) -> String {
+        let (s, v) = self
+            .http(
+                "POST",
+                "/v1/conversations",
+                Some(&a.token),
+                Some(json!({"kind": "direct", "members": [b.user_id]})),
+            )
+            .await;
+        assert!(s == 201 || s == 200, "direct: {s} {v}");
+        v["conversation_id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn group(&self, creator: &Dev, members: &[&Dev]) -> String {
+        let ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
+        let (s, v) = self
+            .http(
+                "POST",
+                "/v1/conversations",
+                Some(&creator.token),
+                Some(json!({"kind": "group", "title": "g", "members": ids})),
+            )
+            .await;
+        assert_eq!(s, 201, "group: {v}");
+        v["conversation_id"].as_str().unwrap().to_string()
+    }
+
+    /// All messages of a conversation via HTTP (forward paging).
+    pub async fn all_messages(&self, dev: &Dev, conv: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = 0u64;
+        loop {
+            let (s, v) = self
+                .http(
+                    "GET",
+                    &format!("/v1/conversations/{conv}/messages?after_seq={after}&limit=200"),
+                    Some(&dev.token),
+                    None,
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+            let page = v["messages"].as_array().unwrap().clone();
+            if page.is_empty() {
+                return out;
+            }
+            after = page.last().unwrap()["seq"].as_u64().unwrap();
+            out.extend(page);
+        }
+    }
+
+    pub async fn ws(&self, dev: &Dev) -> Client {
+        Client::connect(&self.addr, Some(&dev.token)).await
+    }
+}
+
+/// BASE_CONFIG with a test's own TOML merged over it, table by table.
+fn merged_config(extra: &str) -> String {
+    let mut base: toml::Table = BASE_CONFIG.parse().unwrap();
+    let over: toml::Table = extra.parse().expect("test config is TOML");
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => b.extend(o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+    toml::to_string(&base).unwrap()
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- server log (last lines) ---");
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Dev {
+    pub user_id: String,
+    pub device_id: String,
+    pub token: String,
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Client {
+    pub ws: Ws,
+    pub ready: Value,
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+impl Client {
+    /// Connects with the token in the Authorization header and waits for `ready`.
+    pub async fn connect(addr: &str, token: Option<&str>) -> Client {
+        let mut ws = Self::raw(addr, token).await;
+        let ready = next_json(&mut ws, WAIT).await.expect("ready frame");
+        assert_eq!(ready["type"], "ready", "{ready}");
+        Client { ws, ready }
+    }
+
+    /// Connects without waiting for anything.
+    pub async fn raw(addr: &str, token: Option<&str>) -> Ws {
+        let mut req = format!("ws://{addr}/v1/ws").into_client_request().unwrap();
+        if let Some(t) = token {
+            req.headers_mut()
+                .insert("Authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("ws connect");
+        ws
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("ws send");
+    }
+
+    /// Sends a message and waits for its ack (skipping other frames). Returns the ack.
+    pub async fn send_msg(&mut self, conv: &str, id: &str, text: &str) -> Value {
+        self.send(json!({"type": "send", "id": id, "conversation_id": conv, "text": text}))
+            .await;
+        let a = self
+            .next_where(|v| (v["type"] == "ack" || v["type"] == "error") && v["id"] == id)
+            .await;
+        assert_eq!(a["type"], "ack", "{a}");
+        a
+    }
+
+    /// The next frame of any type.
+    pub async fn next(&mut self) -> Value {
+        next_json(&mut self.ws, WAIT).await.expect("a frame")
+    }
+
+    /// The next frame matching `pred`; frames before it are dropped.
+    pub async fn next_where(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match next_json(&mut self.ws, left).await {
+                Some(v) if pred(&v) => return v,
+                Some(_) => continue,
+                None => panic!("no matching frame within {WAIT:?}"),
+            }
+        }
+    }
+
+    pub async fn next_type(&mut self, t: &str) -> Value {
+        self.next_where(|v| v["type"] == t).await
+    }
+
+    /// Frames matching `pred` that arrive within `d`.
+    pub async fn collect_for(&mut self, d: Duration, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + d;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return out;
+            }
+            match next_json(&mut self.ws, left).await {
+                Some(v) if pred(&v) => out.push(v),
+                Some(_) => {}
+                None => return out,
+            }
+        }
+    }
+
+    /// Syncs until `more` is false; returns every message and deleted frame received.
+    pub async fn sync_all(&mut self, limit: u32) -> Vec<Value> {
+        let mut out = Vec::new();
+        for round in 0..1000 {
+            let id = format!("sync-{round}");
+            self.send(json!({"type": "sync", "id": id, "limit": limit}))
+                .await;
+            loop {
+                let v = self.next().await;
+                match v["type"].as_str().unwrap() {
+                    "message" | "deleted" => out.push(v),
+                    "synced" if v["id"] == id => {
+                        if v["more"] == false {
+                            return out;
+                        }
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        panic!("sync did not finish");
+    }
+
+    /// Waits for the server to close; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        close_code(&mut self.ws, WAIT).await
+    }
+}
+
+/// Reads until a text frame parses as JSON, or `None` on close, error or timeout.
+pub async fn next_json(ws: &mut Ws, d: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + d;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                return Some(serde_json::from_str(&t).expect("server sent JSON"))
+            }
+            Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+/// Reads until the close frame; returns its code (None if the socket ended without one).
+pub async fn close_code(ws: &mut Ws, d: Duration) -> Option<u16> {
+    let deadline = tokio::time::Instant::now() + d;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => return Some(u16::from(f.code)),
+            Ok(Some(Ok(Message::Close(None)))) => return Some(u16::from(CloseCode::Status)),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(_))) | Ok(None) => return None,
+            Err(_) => panic!("no close within {d:?}"),
+        }
+    }
+}
