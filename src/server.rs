@@ -98,6 +98,9 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .default_service(web::to(crate::gateway::not_found))
     })
     .workers(workers)
+    // Acks and messages are small frames that must leave at once; Nagle's algorithm would
+    // hold them until the client's delayed ACK.
+    .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(grace.as_secs().max(1))
     .bind(&listen)
