@@ -44,9 +44,6 @@ pub async fn readyz(core: Core_) -> ApiResult<HttpResponse> {
 }
 
 pub async fn metrics(core: Core_) -> HttpResponse {
-    core.metrics
-        .conversation_actors
-        .set(core.conversations.len() as i64);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(core.metrics.render())

@@ -42,6 +42,8 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<Cmd>,
     readers: Mutex<Vec<Connection>>,
+    /// Bounds concurrent reads (and so blocking threads and open read connections).
+    read_slots: tokio::sync::Semaphore,
     max_readers: usize,
     cache_kib: u64,
     closed: std::sync::atomic::AtomicBool,
@@ -118,6 +120,7 @@ impl SqliteStore {
             writer: tx,
             readers: Mutex::new(Vec::new()),
             max_readers: cfg.readers,
+            read_slots: tokio::sync::Semaphore::new(cfg.readers),
             cache_kib: cfg.cache_kib,
             closed: Default::default(),
         })
@@ -162,6 +165,11 @@ impl SqliteStore {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(StoreError::Unavailable("store is closed".into()));
         }
+        let _slot = self
+            .read_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
         let conn = self.readers.lock().unwrap().pop();
         let conn = match conn {
             Some(c) => c,
