@@ -1359,3 +1359,44 @@ async fn metrics_are_exposed() {
         assert!(text.contains(name), "missing {name} in:\n{text}");
     }
 }
+
+/// Regression: a read permit held by a session's spawned future while the session waited
+/// (ctx.wait) on another read deadlocked every read once all permits were taken that way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_sessions_connecting_and_syncing_at_once_do_not_stall_reads() {
+    let s = TestServer::builder()
+        .config("[storage]\nreaders = 1")
+        .start();
+    let hub = s.user("hub").await;
+    let mut devs = Vec::new();
+    for i in 0..12 {
+        let d = s.user(&format!("p{i}")).await;
+        s.direct(&hub, &d).await;
+        devs.push(d);
+    }
+    for _round in 0..3 {
+        let mut tasks = Vec::new();
+        for d in devs.clone() {
+            let addr = s.addr.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut c = Client::connect(&addr, Some(&d.token)).await;
+                c.sync_all(10).await;
+            }));
+        }
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(20), t)
+                .await
+                .expect("a session stalled")
+                .unwrap();
+        }
+    }
+    let (st, _) = s
+        .http(
+            "POST",
+            "/v1/sessions",
+            None,
+            Some(json!({"username": "hub", "password": "password123"})),
+        )
+        .await;
+    assert_eq!(st, 200, "reads still served");
+}

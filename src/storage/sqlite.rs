@@ -4,7 +4,7 @@
 //! group commit: it takes every job queued so far (up to `max_batch`), runs each inside its
 //! own savepoint, commits once (one fsync with `durability = "fsync"`), and only then answers
 //! the callers. An ack therefore never leaves before its commit has returned. Reads run on a
-//! small pool of read connections on tokio's blocking threads; WAL lets them proceed while the
+//! fixed pool of reader threads with their own connections; WAL lets them proceed while the
 //! writer commits.
 //!
 //! WAL checkpoints: SQLite's automatic checkpoint runs inside a commit and stalled every send
@@ -19,7 +19,7 @@ use crate::config::{Durability, StorageConfig};
 use crate::metrics::Metrics;
 use parley_protocol::DeleteScope;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
@@ -39,14 +39,47 @@ enum Cmd {
 
 pub struct SqliteStore {
     stop_checkpoints: Arc<std::sync::atomic::AtomicBool>,
-    path: PathBuf,
-    writer: mpsc::Sender<Cmd>,
-    readers: Mutex<Vec<Connection>>,
-    /// Bounds concurrent reads (and so blocking threads and open read connections).
-    read_slots: tokio::sync::Semaphore,
-    max_readers: usize,
-    cache_kib: u64,
+    /// Unbounded on purpose: a bounded tokio channel hands send permits to queued futures,
+    /// which may sit unpolled (see `ReadPool`). The depth is bounded upstream: one append in
+    /// flight per conversation actor, and rate-limited cursor moves.
+    writer: mpsc::UnboundedSender<Cmd>,
+    readers: ReadPool,
     closed: std::sync::atomic::AtomicBool,
+}
+
+/// A fixed set of reader threads, each owning one read connection, taking jobs from one
+/// queue. A caller's future holds nothing but the receiver of its answer: futures may sit
+/// unpolled for a while (an actor in `ctx.wait` does not poll its other futures), and an
+/// earlier design that bounded reads with an async semaphore deadlocked when permits were
+/// handed to such futures.
+struct ReadPool {
+    jobs: Mutex<Option<std::sync::mpsc::Sender<ReadJob>>>,
+}
+
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+impl ReadPool {
+    fn start(path: &Path, cache_kib: u64, threads: usize) -> Result<ReadPool, String> {
+        let (tx, rx) = std::sync::mpsc::channel::<ReadJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let conn = open(path, cache_kib, true).map_err(|e| format!("open reader: {e}"))?;
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("parley-sqlite-r{i}"))
+                .spawn(move || loop {
+                    let job = rx.lock().unwrap().recv();
+                    match job {
+                        Ok(job) => job(&conn),
+                        Err(_) => return,
+                    }
+                })
+                .map_err(|e| format!("reader thread: {e}"))?;
+        }
+        Ok(ReadPool {
+            jobs: Mutex::new(Some(tx)),
+        })
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -108,7 +141,7 @@ impl SqliteStore {
             .spawn(move || checkpoint_loop(checkpointer, stop2))
             .map_err(|e| format!("checkpoint thread: {e}"))?;
 
-        let (tx, rx) = mpsc::channel::<Cmd>(16 * 1024);
+        let (tx, rx) = mpsc::unbounded_channel::<Cmd>();
         let max_batch = cfg.max_batch;
         std::thread::Builder::new()
             .name("parley-sqlite-writer".into())
@@ -116,12 +149,8 @@ impl SqliteStore {
             .map_err(|e| format!("writer thread: {e}"))?;
         Ok(SqliteStore {
             stop_checkpoints: stop,
-            path,
             writer: tx,
-            readers: Mutex::new(Vec::new()),
-            max_readers: cfg.readers,
-            read_slots: tokio::sync::Semaphore::new(cfg.readers),
-            cache_kib: cfg.cache_kib,
+            readers: ReadPool::start(&path, cfg.cache_kib, cfg.readers)?,
             closed: Default::default(),
         })
     }
@@ -150,7 +179,6 @@ impl SqliteStore {
         });
         self.writer
             .send(Cmd::Job(job))
-            .await
             .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
         orx.await
             .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?
@@ -165,27 +193,19 @@ impl SqliteStore {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(StoreError::Unavailable("store is closed".into()));
         }
-        let _slot = self
-            .read_slots
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
-        let conn = self.readers.lock().unwrap().pop();
-        let conn = match conn {
-            Some(c) => c,
-            None => open(&self.path, self.cache_kib, true).map_err(internal)?,
+        let (otx, orx) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn: &Connection| {
+            let _ = otx.send(f(conn));
+        });
+        let sent = match self.readers.jobs.lock().unwrap().as_ref() {
+            Some(tx) => tx.send(job).is_ok(),
+            None => false,
         };
-        let (res, conn) = tokio::task::spawn_blocking(move || {
-            let r = f(&conn);
-            (r, conn)
-        })
-        .await
-        .map_err(internal)?;
-        let mut pool = self.readers.lock().unwrap();
-        if pool.len() < self.max_readers {
-            pool.push(conn);
+        if !sent {
+            return Err(StoreError::Unavailable("store is closed".into()));
         }
-        res
+        orx.await
+            .map_err(|_| StoreError::Unavailable("store reader stopped".into()))?
     }
 }
 
@@ -222,7 +242,7 @@ fn in_savepoint<T>(
 
 fn writer_loop(
     conn: Connection,
-    mut rx: mpsc::Receiver<Cmd>,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
     max_batch: usize,
     metrics: Arc<Metrics>,
 ) {
@@ -1063,9 +1083,10 @@ impl Store for SqliteStore {
         self.stop_checkpoints
             .store(true, std::sync::atomic::Ordering::Release);
         let (tx, rx) = oneshot::channel();
-        if self.writer.send(Cmd::Close(tx)).await.is_ok() {
+        if self.writer.send(Cmd::Close(tx)).is_ok() {
             let _ = rx.await;
         }
-        self.readers.lock().unwrap().clear();
+        // Dropping the queue lets the reader threads finish their jobs and exit.
+        self.readers.jobs.lock().unwrap().take();
     }
 }
