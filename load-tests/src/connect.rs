@@ -16,6 +16,7 @@ pub async fn connect(
     per_process: usize,
     users: usize,
     server_pids: &[u32],
+    hold: u64,
 ) -> Value {
     let processes = n.div_ceil(per_process.max(1)).max(1);
     let before: Option<u64> = sum_rss(server_pids);
@@ -56,6 +57,11 @@ pub async fn connect(
         .iter()
         .filter_map(|c| rss_kib(&c.id().to_string()))
         .sum();
+    if hold > 0 {
+        // Keep them connected (e.g. while another scenario runs beside them).
+        eprintln!("connect: {n} connections up; holding them for {hold} s");
+        std::thread::sleep(std::time::Duration::from_secs(hold));
+    }
     for mut c in children {
         drop(c.stdin.take());
         let mut rest = String::new();

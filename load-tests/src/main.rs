@@ -88,6 +88,9 @@ enum Cmd {
         /// PIDs of the server nodes, to read their RSS from /proc.
         #[arg(long, value_delimiter = ',')]
         server_pids: Vec<u32>,
+        /// Seconds to keep the connections open after measuring.
+        #[arg(long, default_value_t = 0)]
+        hold: u64,
     },
     /// (internal) one client process of `connect`.
     #[command(hide = true)]
@@ -156,7 +159,18 @@ async fn main() {
             per_process,
             users,
             server_pids,
-        } => connect::connect(&cli.url, connections, per_process, users, &server_pids).await,
+            hold,
+        } => {
+            connect::connect(
+                &cli.url,
+                connections,
+                per_process,
+                users,
+                &server_pids,
+                hold,
+            )
+            .await
+        }
         Cmd::ConnectWorker {
             connections,
             users,
