@@ -1400,3 +1400,53 @@ async fn many_sessions_connecting_and_syncing_at_once_do_not_stall_reads() {
         .await;
     assert_eq!(st, 200, "reads still served");
 }
+
+/// An idle conversation actor stops and is rebuilt from storage: seq continues without a gap,
+/// the idempotency of earlier sends still holds, and receipts keep their positions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_conversation_actor_is_rebuilt_from_storage() {
+    let s = TestServer::builder()
+        .config("[actors]\nconversation_idle_secs = 1")
+        .start();
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let conv = s.direct(&a, &b).await;
+    let mut wa = s.ws(&a).await;
+    let mut wb = s.ws(&b).await;
+    wa.send_msg(&conv, "1", "one").await;
+    wa.send_msg(&conv, "2", "two").await;
+    wb.send(json!({"type": "read", "conversation_id": conv, "seq": 2}))
+        .await;
+    wa.next_where(|v| v["type"] == "receipt" && v["kind"] == "read")
+        .await;
+    let actors = |text: &str| -> Option<i64> {
+        text.lines()
+            .find(|l| l.starts_with("parley_conversation_actors "))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+    };
+    let mut stopped = false;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_, body, _) = s.http_raw("GET", "/metrics", None, None, vec![]).await;
+        if actors(&String::from_utf8_lossy(&body)) == Some(0) {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(stopped, "the idle actor never stopped");
+    let again = wa.send_msg(&conv, "2", "two").await;
+    assert_eq!(
+        (again["duplicate"].as_bool(), again["seq"].as_u64()),
+        (Some(true), Some(2))
+    );
+    assert_eq!(wa.send_msg(&conv, "3", "three").await["seq"], 3);
+    // Bob's read position survived: reading 2 again sends nothing, reading 3 does.
+    wb.send(json!({"type": "read", "conversation_id": conv, "seq": 2}))
+        .await;
+    wb.send(json!({"type": "read", "conversation_id": conv, "seq": 3}))
+        .await;
+    let r = wa
+        .next_where(|v| v["type"] == "receipt" && v["kind"] == "read")
+        .await;
+    assert_eq!(r["seq"], 3);
+}
