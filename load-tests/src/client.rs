@@ -100,9 +100,29 @@ pub fn ws_url(base: &str) -> String {
     format!("{}/v1/ws", base.replacen("http", "ws", 1))
 }
 
-/// Connects with small buffers (idle clients should be cheap) and waits for `ready`.
+/// Connects with small buffers (idle clients should be cheap) and waits for `ready`. A busy
+/// node may refuse a handshake (408 when it could not read the request in time): retry with
+/// backoff, as a real client would.
 pub async fn connect(base: &str, token: &str) -> Ws {
-    let mut req = ws_url(base).into_client_request().unwrap();
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1.. {
+        match try_connect(base, token).await {
+            Ok(ws) => return ws,
+            Err(e) if attempt < 8 => {
+                eprintln!("connect attempt {attempt} failed ({e}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => panic!("ws connect failed {attempt} times: {e}"),
+        }
+    }
+    unreachable!()
+}
+
+async fn try_connect(base: &str, token: &str) -> Result<Ws, String> {
+    let mut req = ws_url(base)
+        .into_client_request()
+        .map_err(|e| e.to_string())?;
     req.headers_mut()
         .insert("Authorization", format!("Bearer {token}").parse().unwrap());
     let cfg = WebSocketConfig::default()
@@ -110,12 +130,12 @@ pub async fn connect(base: &str, token: &str) -> Ws {
         .write_buffer_size(0);
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(cfg), true)
         .await
-        .expect("ws connect");
+        .map_err(|e| e.to_string())?;
     loop {
         match ws.next().await {
-            Some(Ok(Message::Text(t))) if t.contains("\"ready\"") => return ws,
+            Some(Ok(Message::Text(t))) if t.contains("\"ready\"") => return Ok(ws),
             Some(Ok(_)) => continue,
-            other => panic!("no ready frame: {other:?}"),
+            other => return Err(format!("no ready frame: {other:?}")),
         }
     }
 }

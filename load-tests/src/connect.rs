@@ -132,7 +132,7 @@ pub async fn worker(urls: &[String], n: usize, users: usize, tag: &str) {
             .iter()
             .map(|(node, l)| connect_one(&urls[*node], &l.token)),
     )
-    .buffer_unordered(256)
+    .buffer_unordered(64)
     .collect()
     .await;
     let connect_s = t1.elapsed().as_secs_f64();
