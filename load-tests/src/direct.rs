@@ -6,7 +6,6 @@ use futures_util::{SinkExt, StreamExt};
 use parley_protocol::ServerFrame;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
@@ -53,7 +52,7 @@ pub async fn direct(
     } else {
         Some(Duration::from_secs_f64(pairs as f64 / rate as f64))
     };
-    let errors = Arc::new(AtomicU64::new(0));
+    let errors: Arc<std::sync::Mutex<HashMap<String, u64>>> = Arc::default();
     // Every sender starts at once, after all connections are up, so set-up does not show up
     // as latency.
     let start = Arc::new(tokio::sync::Barrier::new(pairs + 1));
@@ -165,8 +164,7 @@ pub async fn direct(
                                 }
                             }
                             Ok(ServerFrame::Error { id, code, .. }) => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                                eprintln!("error {code:?} for {id:?}");
+                                *errors.lock().unwrap().entry(code.as_str().to_string()).or_default() += 1;
                                 if let Some(id) = id { inflight.remove(&id); }
                             }
                             _ => {}
@@ -216,7 +214,8 @@ pub async fn direct(
         "delivery_latency": summary(&e2e),
         "delivered": delivered,
         "duplicates": dups, "gaps": gaps, "undelivered": short,
-        "errors": errors.load(Ordering::Relaxed),
+        "errors": errors.lock().unwrap().values().sum::<u64>(),
+        "errors_by_code": *errors.lock().unwrap(),
         "complete": complete,
     })
 }

@@ -121,6 +121,47 @@ fn machine() -> Value {
     })
 }
 
+/// A few readable lines (to stderr, so stdout stays JSON when no --json file is given).
+fn print_summary(r: &Value) {
+    let get = |k: &str| r.get(k).filter(|v| !v.is_null()).map(|v| v.to_string());
+    let mut line = format!("{}:", r["scenario"].as_str().unwrap_or("?"));
+    for k in [
+        "acked",
+        "acked_per_s",
+        "deliveries_per_s",
+        "owed",
+        "delivered",
+        "all_synced_s",
+        "held",
+        "connections_per_s",
+        "server_bytes_per_connection",
+        "client_bytes_per_connection",
+        "errors",
+    ] {
+        if let Some(v) = get(k) {
+            line.push_str(&format!(" {k}={v}"));
+        }
+    }
+    eprintln!("{line}");
+    for k in [
+        "ack_latency",
+        "delivery_latency",
+        "latency_to_last_member",
+        "time_to_synced",
+    ] {
+        if let Some(h) = r.get(k).filter(|v| v.is_object()) {
+            eprintln!(
+                "  {k}: p50 {} ms, p90 {} ms, p99 {} ms, p99.9 {} ms, max {} ms",
+                h["p50_ms"], h["p90_ms"], h["p99_ms"], h["p999_ms"], h["max_ms"]
+            );
+        }
+    }
+    eprintln!(
+        "  complete: {} (duplicates {}, gaps {}, undelivered {})",
+        r["complete"], r["duplicates"], r["gaps"], r["undelivered"]
+    );
+}
+
 fn git_revision() -> String {
     std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -190,7 +231,10 @@ async fn main() {
     if let Some(path) = &cli.json {
         std::fs::write(path, serde_json::to_string_pretty(&report).unwrap()).expect("write json");
     }
-    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    print_summary(&report);
+    if cli.json.is_none() {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    }
     if !ok {
         eprintln!("FAILED: completeness check (see duplicates / gaps / undelivered)");
         std::process::exit(1);
