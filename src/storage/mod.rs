@@ -7,6 +7,7 @@
 //! conditional on `(conversation_id, seq)` being free, which is what keeps `seq` gapless and
 //! unique when ownership of a conversation moves between nodes.
 
+pub mod cql;
 pub mod sqlite;
 
 use async_trait::async_trait;
