@@ -30,6 +30,15 @@ enum Cmd {
     },
     /// Print the default configuration, with every option documented.
     Config,
+    /// Apply the storage schema (schema/) to the data directory's database, idempotently.
+    Migrate {
+        /// Data directory (overrides the config file).
+        #[arg(long, env = "PARLEY_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// A TOML file merged over the defaults.
+        #[arg(long, env = "PARLEY_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -39,6 +48,20 @@ fn main() {
             print!("{}", parley::config::DEFAULT_CONFIG);
             return;
         }
+        Some(Cmd::Migrate { data_dir, config }) => {
+            let cfg = load_config(config.as_ref());
+            let dir = data_dir.unwrap_or(cfg.data_dir);
+            match parley::storage::sqlite::migrate_dir(&dir) {
+                Ok((before, after)) => {
+                    println!(
+                        "sqlite schema at version {after} (was {before}) in {}",
+                        dir.display()
+                    );
+                    return;
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Some(Cmd::Serve {
             listen,
             data_dir,
@@ -47,14 +70,7 @@ fn main() {
         }) => (listen, data_dir, config, log_json),
         None => (None, None, None, false),
     };
-    let text = match &config {
-        Some(p) => match std::fs::read_to_string(p) {
-            Ok(t) => Some(t),
-            Err(e) => fail(&format!("config {}: {e}", p.display())),
-        },
-        None => None,
-    };
-    let mut cfg = Config::load(text.as_deref()).unwrap_or_else(|e| fail(&e));
+    let mut cfg = load_config(config.as_ref());
     if let Some(l) = listen {
         cfg.listen = l;
     }
@@ -66,6 +82,17 @@ fn main() {
     if let Err(e) = result {
         fail(&e);
     }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Config {
+    let text = match path {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => Some(t),
+            Err(e) => fail(&format!("config {}: {e}", p.display())),
+        },
+        None => None,
+    };
+    Config::load(text.as_deref()).unwrap_or_else(|e| fail(&e))
 }
 
 fn init_logging(json: bool) {

@@ -151,3 +151,35 @@ async fn sigterm_closes_sessions_with_1012_and_keeps_everything() {
     let (st, _) = s.http("GET", "/readyz", None, None).await;
     assert_eq!(st, 200);
 }
+
+#[test]
+fn migrate_applies_the_schema_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+            .args(["migrate", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(run().starts_with("sqlite schema at version 1 (was 0)"));
+    assert!(
+        run().starts_with("sqlite schema at version 1 (was 1)"),
+        "a second run changes nothing"
+    );
+    let c = rusqlite::Connection::open(dir.path().join("parley.db")).unwrap();
+    let tables: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(tables >= 12, "{tables} tables");
+}

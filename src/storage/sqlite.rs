@@ -215,6 +215,21 @@ impl SqliteStore {
     }
 }
 
+/// Applies pending migrations to `<dir>/parley.db` (creating it) without starting a store:
+/// `parley migrate`. Returns the schema version before and after; running it again is a no-op.
+pub fn migrate_dir(dir: &Path) -> Result<(i64, i64), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("data dir {}: {e}", dir.display()))?;
+    let path = dir.join("parley.db");
+    let conn = open(&path, 2048, false).map_err(|e| format!("open {}: {e}", path.display()))?;
+    conn.execute_batch("PRAGMA journal_mode = WAL;")
+        .map_err(|e| format!("pragmas: {e}"))?;
+    let version = |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
+    let before = version(&conn).map_err(|e| e.to_string())?;
+    migrate(&conn).map_err(|e| format!("migrate: {e}"))?;
+    let after = version(&conn).map_err(|e| e.to_string())?;
+    Ok((before, after))
+}
+
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (v, sql) in MIGRATIONS {
