@@ -1064,7 +1064,8 @@ async fn slow_consumer_is_closed_and_loses_nothing() {
             .await
             .unwrap();
     let text = "w".repeat(15_000);
-    let n = 600u64;
+    // ~30 MB: far more than the loopback socket buffers absorb, so Bob really falls behind.
+    let n = 2000u64;
     for i in 0..n {
         wa.send(
             json!({"type": "send", "id": format!("f{i}"), "conversation_id": conv, "text": text}),

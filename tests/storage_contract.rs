@@ -63,7 +63,8 @@ async fn append_is_numbered_atomic_and_conditional(store: &dyn Store) {
                 msg("d1", "a", "1", 10),
                 msg("d1", "b", "2", 11),
                 msg("d1", "c", "3", 12),
-            ],
+            ]
+            .into(),
         )
         .await
         .unwrap();
@@ -73,7 +74,7 @@ async fn append_is_numbered_atomic_and_conditional(store: &dyn Store) {
         .append(
             "k",
             3,
-            vec![msg("d1", "x", "x", 13), msg("d1", "y", "y", 14)],
+            vec![msg("d1", "x", "x", 13), msg("d1", "y", "y", 14)].into(),
         )
         .await
         .unwrap_err();
@@ -85,7 +86,7 @@ async fn append_is_numbered_atomic_and_conditional(store: &dyn Store) {
     assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
     // Conflicted ids were not recorded as sent: they append fine afterwards.
     let out = store
-        .append("k", 4, vec![msg("d1", "x", "x", 15)])
+        .append("k", 4, vec![msg("d1", "x", "x", 15)].into())
         .await
         .unwrap();
     assert_eq!(stored(&out[0]), 4);
@@ -94,7 +95,7 @@ async fn append_is_numbered_atomic_and_conditional(store: &dyn Store) {
 async fn duplicates_return_the_original_and_consume_no_seq(store: &dyn Store) {
     conversation(store, "k", &["u1"]).await;
     store
-        .append("k", 1, vec![msg("d1", "a", "first", 10)])
+        .append("k", 1, vec![msg("d1", "a", "first", 10)].into())
         .await
         .unwrap();
     let out = store
@@ -105,7 +106,8 @@ async fn duplicates_return_the_original_and_consume_no_seq(store: &dyn Store) {
                 msg("d1", "a", "again", 20),
                 msg("d1", "b", "new", 21),
                 msg("d1", "b", "new", 21),
-            ],
+            ]
+            .into(),
         )
         .await
         .unwrap();
@@ -126,7 +128,7 @@ async fn duplicates_return_the_original_and_consume_no_seq(store: &dyn Store) {
     );
     // The same client id from another device is another message.
     let out = store
-        .append("k", 3, vec![msg("d2", "a", "other device", 30)])
+        .append("k", 3, vec![msg("d2", "a", "other device", 30)].into())
         .await
         .unwrap();
     assert_eq!(stored(&out[0]), 3);
@@ -140,10 +142,10 @@ async fn duplicates_return_the_original_and_consume_no_seq(store: &dyn Store) {
 
 async fn pages_both_ways(store: &dyn Store) {
     conversation(store, "k", &["u1"]).await;
-    let batch = (1..=10)
+    let batch: Vec<NewMessage> = (1..=10)
         .map(|i| msg("d1", &format!("c{i}"), &format!("{i}"), i))
         .collect();
-    store.append("k", 1, batch).await.unwrap();
+    store.append("k", 1, batch.into()).await.unwrap();
     let fwd = store.messages("k", 3, 8, 100, Order::Asc).await.unwrap();
     assert_eq!(
         fwd.iter().map(|m| m.seq).collect::<Vec<_>>(),
@@ -200,10 +202,10 @@ async fn cursors_never_move_backwards(store: &dyn Store) {
         .await
         .unwrap();
     conversation(store, "k", &["u1"]).await;
-    let batch = (1..=6)
+    let batch: Vec<NewMessage> = (1..=6)
         .map(|i| msg("d9", &format!("c{i}"), "x", i))
         .collect();
-    store.append("k", 1, batch).await.unwrap();
+    store.append("k", 1, batch.into()).await.unwrap();
     let dev = |seq| CursorUpdate::DeviceDelivered {
         device_id: "d1".into(),
         conversation_id: "k".into(),
@@ -234,11 +236,11 @@ async fn cursors_never_move_backwards(store: &dyn Store) {
 async fn idempotency_keys_expire(store: &dyn Store) {
     conversation(store, "k", &["u1"]).await;
     store
-        .append("k", 1, vec![msg("d1", "old", "x", 1_000)])
+        .append("k", 1, vec![msg("d1", "old", "x", 1_000)].into())
         .await
         .unwrap();
     store
-        .append("k", 2, vec![msg("d1", "new", "y", 9_000)])
+        .append("k", 2, vec![msg("d1", "new", "y", 9_000)].into())
         .await
         .unwrap();
     assert_eq!(store.expire_idempotency(5_000).await.unwrap(), 1);
@@ -247,7 +249,7 @@ async fn idempotency_keys_expire(store: &dyn Store) {
         .append(
             "k",
             3,
-            vec![msg("d1", "old", "x", 10_000), msg("d1", "new", "y", 10_000)],
+            vec![msg("d1", "old", "x", 10_000), msg("d1", "new", "y", 10_000)].into(),
         )
         .await
         .unwrap();
@@ -277,7 +279,7 @@ async fn retraction_purges_content(store: &dyn Store) {
         sha256: "abcdef".into(),
     }];
     store
-        .append("k", 1, vec![m, msg("d1", "b", "kept", 2)])
+        .append("k", 1, vec![m, msg("d1", "b", "kept", 2)].into())
         .await
         .unwrap();
     assert!(store.file_visible_to("f1", "u2").await.unwrap());

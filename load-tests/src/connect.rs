@@ -130,7 +130,7 @@ pub async fn worker(urls: &[String], n: usize, users: usize, tag: &str) {
     let conns: Vec<Ws> = futures_util::stream::iter(
         logins
             .iter()
-            .map(|(node, l)| connect_one(&urls[*node], &l.token)),
+            .map(|(node, l)| crate::client::connect(&urls[*node], &l.token)),
     )
     .buffer_unordered(64)
     .collect()
@@ -154,10 +154,6 @@ pub async fn worker(urls: &[String], n: usize, users: usize, tag: &str) {
     for r in readers {
         r.abort();
     }
-}
-
-async fn connect_one(url: &str, token: &str) -> Ws {
-    crate::client::connect(url, token).await
 }
 
 /// Logs in one device per name (creating each distinct user once).

@@ -64,13 +64,12 @@ pub async fn direct(
         let (done_tx, mut done_rx) = tokio::sync::watch::channel(0u64);
         receivers.push(tokio::spawn(async move {
             let mut e2e = hist();
-            let mut last = 0u64;
-            let (mut dups, mut gaps) = (0u64, 0u64);
+            let mut order = Order::default();
             let deadline_after_done = Duration::from_secs(15);
             let mut done_at: Option<Instant> = None;
             loop {
                 let target = *done_rx.borrow();
-                if target > 0 && last >= target {
+                if target > 0 && order.last >= target {
                     break;
                 }
                 if let Some(t) = done_at {
@@ -83,9 +82,8 @@ pub async fn direct(
                     m = next => match m {
                         Ok(Some(Ok(Message::Text(t)))) => {
                             if let Ok(ServerFrame::Message(m)) = serde_json::from_str::<ServerFrame>(&t) {
-                                if m.seq <= last { dups += 1; continue; }
-                                if m.seq != last + 1 { gaps += m.seq - last - 1; }
-                                last = m.seq;
+                                if !order.see(m.seq) { continue; }
+                                let last = m.seq;
                                 if let Some(sent) = m.meta.as_ref().and_then(|v| v["t"].as_u64()) {
                                     let now = t0.elapsed().as_micros() as u64;
                                     let _ = e2e.record(now.saturating_sub(sent).max(1));
@@ -102,7 +100,7 @@ pub async fn direct(
                     _ = done_rx.changed() => { done_at = Some(Instant::now()); }
                 }
             }
-            (e2e, last, dups, gaps)
+            (e2e, order.last, order.dups, order.gaps)
         }));
         let text = text.clone();
         let errors = errors.clone();

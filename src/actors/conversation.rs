@@ -191,17 +191,22 @@ impl ConvActor {
         let first_seq = state.last_seq + 1;
         let max = self.core.config.storage.max_batch;
         let take = self.pending.len().min(max);
-        let batch: Vec<Pending> = self.pending.drain(..take).collect();
-        let msgs: Vec<NewMessage> = batch.iter().map(|p| p.msg.clone()).collect();
+        let (msgs, waiters): (Vec<NewMessage>, Vec<(Instant, Reply<Ack>)>) = self
+            .pending
+            .drain(..take)
+            .map(|p| (p.msg, (p.arrived, p.reply)))
+            .unzip();
+        let msgs: Arc<[NewMessage]> = msgs.into();
         self.writing = true;
         let core = self.core.clone();
         let id = self.id.clone();
+        let stored = msgs.clone();
         ctx.spawn(
-            async move { core.store.append(&id, first_seq, msgs).await }
+            async move { core.store.append(&id, first_seq, stored).await }
                 .into_actor(self)
                 .map(move |res, act, ctx| {
                     act.writing = false;
-                    act.committed(batch, res, ctx);
+                    act.committed(&msgs, waiters, res, ctx);
                     act.flush(ctx);
                 }),
         );
@@ -209,7 +214,8 @@ impl ConvActor {
 
     fn committed(
         &mut self,
-        batch: Vec<Pending>,
+        msgs: &[NewMessage],
+        waiters: Vec<(Instant, Reply<Ack>)>,
         res: Result<Vec<AppendOutcome>, StoreError>,
         ctx: &mut Context<Self>,
     ) {
@@ -227,14 +233,14 @@ impl ConvActor {
                     StoreError::Conflict(_) => ApiError::unavailable("conversation moved, retry"),
                     other => other.into(),
                 };
-                for p in batch {
-                    let _ = p.reply.send(Err(err.clone()));
+                for (_, reply) in waiters {
+                    let _ = reply.send(Err(err.clone()));
                 }
                 return;
             }
         };
         let conv_id = self.id.clone();
-        for (p, outcome) in batch.into_iter().zip(outcomes) {
+        for ((msg, (arrived, reply)), outcome) in msgs.iter().zip(waiters).zip(outcomes) {
             let ack = match outcome {
                 AppendOutcome::Duplicate {
                     conversation_id,
@@ -242,7 +248,7 @@ impl ConvActor {
                     message_id,
                     ts,
                 } => Ack {
-                    id: p.msg.client_id.clone(),
+                    id: msg.client_id.clone(),
                     conversation_id,
                     seq,
                     message_id,
@@ -253,17 +259,17 @@ impl ConvActor {
                     if let Some(s) = self.state_mut() {
                         s.last_seq = seq;
                     }
-                    self.recent.push_back((seq, p.msg.sender_id.clone()));
+                    self.recent.push_back((seq, msg.sender_id.clone()));
                     if self.recent.len() > RECENT_SENDERS {
                         self.recent.pop_front();
                     }
-                    self.fan_out(seq, &p.msg);
+                    self.fan_out(seq, msg);
                     Ack {
-                        id: p.msg.client_id.clone(),
+                        id: msg.client_id.clone(),
                         conversation_id: conv_id.to_string(),
                         seq,
-                        message_id: p.msg.message_id.clone(),
-                        ts: p.msg.ts,
+                        message_id: msg.message_id.clone(),
+                        ts: msg.ts,
                         duplicate: false,
                     }
                 }
@@ -272,14 +278,17 @@ impl ConvActor {
             self.core
                 .metrics
                 .ack_latency
-                .observe(p.arrived.elapsed().as_secs_f64());
-            let _ = p.reply.send(Ok(ack));
+                .observe(arrived.elapsed().as_secs_f64());
+            let _ = reply.send(Ok(ack));
         }
     }
 
+    /// Pushes a committed message to every live device of every member but the sending one.
+    /// The frame is built once and shared; the carbon (the same frame with `client_id`, for
+    /// the sender's other devices) is serialised only if such a device is online.
     fn fan_out(&self, seq: u64, m: &NewMessage) {
         let Ok(state) = self.state() else { return };
-        let mut wire = WireMessage {
+        let mut frame = ServerFrame::Message(WireMessage {
             conversation_id: self.id.to_string(),
             seq,
             message_id: m.message_id.clone(),
@@ -291,20 +300,31 @@ impl ConvActor {
             meta: m.meta.as_deref().and_then(|s| serde_json::from_str(s).ok()),
             client_id: None,
             deleted: false,
-        };
-        let plain: ByteString = ServerFrame::Message(wire.clone()).to_json().into();
-        wire.client_id = Some(m.client_id.clone());
-        let carbon: ByteString = ServerFrame::Message(wire).to_json().into();
+        });
+        let plain: ByteString = frame.to_json().into();
+        let mut carbon: Option<ByteString> = None;
         for member in &state.members {
             let own = member.user_id == m.sender_id;
             self.core.hub.push_user(&member.user_id, |h| {
                 if own && *h.device_id == *m.sender_device_id {
                     return None; // the sending device gets the ack instead
                 }
+                let frame = if own {
+                    carbon
+                        .get_or_insert_with(|| {
+                            if let ServerFrame::Message(w) = &mut frame {
+                                w.client_id = Some(m.client_id.clone());
+                            }
+                            frame.to_json().into()
+                        })
+                        .clone()
+                } else {
+                    plain.clone()
+                };
                 Some(Push::Message {
                     conversation_id: self.id.clone(),
                     seq,
-                    frame: if own { carbon.clone() } else { plain.clone() },
+                    frame,
                 })
             });
         }
@@ -795,14 +815,30 @@ where
     M: Message<Result = ()> + Send + 'static,
     ConvActor: Handler<M>,
 {
+    // A closed mailbox means the actor just stopped (idle): the registry starts a fresh one.
+    // A full one stays full for a retry, so the message is dropped and its reply channel with
+    // it: the caller answers `unavailable` and the client retries (sends are idempotent).
     let addr = core.conversations.get(core, conversation_id);
-    if let Err(SendError::Closed(msg)) | Err(SendError::Full(msg)) = addr.try_send(msg) {
-        let addr = core.conversations.get(core, conversation_id);
-        if addr.try_send(msg).is_err() {
+    let retry = match addr.try_send(msg) {
+        Ok(()) => return,
+        Err(SendError::Closed(msg)) => msg,
+        Err(SendError::Full(_)) => {
             tracing::warn!(
                 conversation = conversation_id,
-                "conversation actor unavailable"
+                "conversation actor mailbox full"
             );
+            return;
         }
+    };
+    if core
+        .conversations
+        .get(core, conversation_id)
+        .try_send(retry)
+        .is_err()
+    {
+        tracing::warn!(
+            conversation = conversation_id,
+            "conversation actor unavailable"
+        );
     }
 }

@@ -195,7 +195,7 @@ pub struct SessionHandle {
     pub device_id: Arc<str>,
     pub addr: Addr<SessionActor>,
     /// Set when a push was refused because the mailbox was full: the session repairs the gap
-    /// from storage on its next heartbeat.
+    /// from storage when it next handles its mailbox (or, failing that, on its heartbeat).
     pub missed: Arc<AtomicBool>,
 }
 

@@ -19,7 +19,7 @@ use super::conversation::{self, Cursor, Delete, Submit, Typing};
 use super::{now_ms, Core, Push, SessionHandle};
 use crate::auth::Claims;
 use crate::error::ApiError;
-use crate::storage::{Order, StoreError, StoredMessage};
+use crate::storage::{DeviceConversation, Order, StoreError, StoredMessage};
 use actix::prelude::*;
 use actix_ws::{CloseCode, CloseReason, Message as WsMessage, ProtocolError};
 use bytestring::ByteString;
@@ -51,6 +51,21 @@ struct ConvPos {
     /// Retraction log position stored for the device, and the highest event sent since.
     retraction_cursor: u64,
     retraction_sent: u64,
+}
+
+impl ConvPos {
+    /// A conversation as storage knows it for this device, before this session pushed anything.
+    fn from_device(dc: &DeviceConversation) -> ConvPos {
+        ConvPos {
+            pushed: dc.delivered_seq,
+            latest: dc.last_seq,
+            catching_up: false,
+            joined: dc.joined_seq,
+            read: dc.read_seq,
+            retraction_cursor: dc.retraction_cursor,
+            retraction_sent: dc.retraction_cursor,
+        }
+    }
 }
 
 enum Out {
@@ -133,6 +148,18 @@ impl SessionActor {
         if self.closing {
             return;
         }
+        if self.close_if_slow(ctx) {
+            return;
+        }
+        self.core.metrics.frames_out.inc();
+        self.outq.push_back(Out::Frame(frame));
+        self.flush(ctx);
+    }
+
+    /// The slow-consumer rule (see the module docs). Applied when a frame is queued, and
+    /// `slow_consumer_grace_ms` after the socket pushes back, so that a device that stalls
+    /// after the last frame of a burst is judged too.
+    fn close_if_slow(&mut self, ctx: &mut Context<Self>) -> bool {
         let l = &self.core.config.limits;
         let stalled = self.writing
             && self.last_progress.elapsed() >= Duration::from_millis(l.slow_consumer_grace_ms);
@@ -141,11 +168,9 @@ impl SessionActor {
             self.core.metrics.slow_consumers.inc();
             tracing::info!(session = %self.session_id, "slow consumer: closing with 4429");
             self.close_now(close::TOO_SLOW, "too slow: reconnect and sync", ctx);
-            return;
+            return true;
         }
-        self.core.metrics.frames_out.inc();
-        self.outq.push_back(Out::Frame(frame));
-        self.flush(ctx);
+        false
     }
 
     /// Moves queued frames into the socket until it pushes back, then waits for room.
@@ -163,6 +188,11 @@ impl SessionActor {
                     }
                     None => {
                         self.writing = true;
+                        let grace =
+                            Duration::from_millis(self.core.config.limits.slow_consumer_grace_ms);
+                        ctx.run_later(grace, |act, ctx| {
+                            act.close_if_slow(ctx);
+                        });
                         let mut ws = self.ws.clone();
                         ctx.spawn(async move { ws.text(f).await }.into_actor(self).map(
                             |r, act, ctx| {
@@ -195,13 +225,18 @@ impl SessionActor {
         self.flush(ctx);
     }
 
-    /// Closes now, dropping what is queued.
+    /// Closes now, dropping what is queued. The close frame still has to get past frames the
+    /// socket already holds (a slow consumer's are many), so the session stays open after
+    /// sending it until the peer answers with its own close (the WebSocket closing handshake)
+    /// or for as long as a silent peer is tolerated; stopping at once would let the connection
+    /// drop with the close frame still unsent.
     fn close_now(&mut self, code: u16, reason: &'static str, ctx: &mut Context<Self>) {
         if self.closing {
             return;
         }
         self.closing = true;
         self.outq.clear();
+        let wait = Duration::from_millis(self.core.config.gateway.heartbeat_timeout_ms);
         let ws = self.ws.clone();
         let reason = CloseReason {
             code: CloseCode::from(code),
@@ -209,10 +244,12 @@ impl SessionActor {
         };
         ctx.spawn(
             async move {
-                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(reason))).await;
+                let _ = tokio::time::timeout(wait, ws.close(Some(reason))).await;
             }
             .into_actor(self)
-            .map(|_, _, ctx| ctx.stop()),
+            .map(move |_, _, ctx| {
+                ctx.run_later(wait, |_, ctx| ctx.stop());
+            }),
         );
     }
 
@@ -246,15 +283,7 @@ impl SessionActor {
                         });
                         act.convs.insert(
                             Arc::from(dc.conversation_id.as_str()),
-                            ConvPos {
-                                pushed: dc.delivered_seq,
-                                latest: dc.last_seq,
-                                joined: dc.joined_seq,
-                                read: dc.read_seq,
-                                retraction_cursor: dc.retraction_cursor,
-                                retraction_sent: dc.retraction_cursor,
-                                catching_up: false,
-                            },
+                            ConvPos::from_device(&dc),
                         );
                     }
                     let handle = SessionHandle {
@@ -352,6 +381,9 @@ impl SessionActor {
 
     fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
         self.core.metrics.frames_in.inc();
+        if self.closing {
+            return; // frames that crossed our close frame are not served
+        }
         let frame: ClientFrame = match serde_json::from_str(text) {
             Ok(f) => f,
             Err(e) => {
@@ -670,9 +702,17 @@ impl SessionActor {
         ctx.spawn(
             async move {
                 let before = before_seq.unwrap_or(u64::MAX);
-                history_page(&core, &user, &conversation_id, joined, before, limit)
-                    .await
-                    .map(|m| (conversation_id, m))
+                message_page(
+                    &core,
+                    &user,
+                    &conversation_id,
+                    joined,
+                    before,
+                    limit,
+                    Order::Desc,
+                )
+                .await
+                .map(|m| (conversation_id, m))
             }
             .into_actor(self)
             .map(move |res, act, ctx| match res {
@@ -821,14 +861,10 @@ impl SessionActor {
                     let mut behind = Vec::new();
                     for dc in dcs {
                         let key: Arc<str> = Arc::from(dc.conversation_id.as_str());
-                        let pos = act.convs.entry(key.clone()).or_insert_with(|| ConvPos {
-                            pushed: dc.delivered_seq,
-                            joined: dc.joined_seq,
-                            read: dc.read_seq,
-                            retraction_cursor: dc.retraction_cursor,
-                            retraction_sent: dc.retraction_cursor,
-                            ..Default::default()
-                        });
+                        let pos = act
+                            .convs
+                            .entry(key.clone())
+                            .or_insert_with(|| ConvPos::from_device(&dc));
                         pos.latest = pos.latest.max(dc.last_seq);
                         if pos.latest > pos.pushed {
                             behind.push(key);
@@ -842,6 +878,9 @@ impl SessionActor {
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.closing {
+            return; // waiting for the peer's close; `close_now` bounds the wait
+        }
         let timeout = Duration::from_millis(self.core.config.gateway.heartbeat_timeout_ms);
         if self.last_heard.elapsed() > timeout {
             tracing::debug!(session = %self.session_id, "heartbeat timeout");
@@ -886,21 +925,26 @@ pub fn to_wire(m: StoredMessage, viewer: &str) -> WireMessage {
     }
 }
 
-/// A history page: messages below `before` and above the member's join, ascending, without
-/// the ones the user hid. Retracted messages appear as tombstones (`deleted: true`).
-pub async fn history_page(
+/// A page of messages with `after < seq < before`, returned ascending, without the ones the
+/// user hid; retracted messages appear as tombstones (`deleted: true`). `Order::Desc` takes
+/// the newest `limit` below `before` (history), `Order::Asc` the oldest above `after`
+/// (forward paging). Callers pass the member's join seq as the lowest `after`.
+pub async fn message_page(
     core: &Core,
     user: &str,
     conversation_id: &str,
-    joined: u64,
+    after: u64,
     before: u64,
     limit: u32,
+    order: Order,
 ) -> Result<Vec<WireMessage>, StoreError> {
     let mut msgs = core
         .store
-        .messages(conversation_id, joined, before, limit, Order::Desc)
+        .messages(conversation_id, after, before, limit, order)
         .await?;
-    msgs.reverse();
+    if order == Order::Desc {
+        msgs.reverse();
+    }
     let hidden = match (msgs.first(), msgs.last()) {
         (Some(a), Some(b)) => {
             core.store
@@ -980,13 +1024,10 @@ async fn sync_page(
     };
     for dc in dcs {
         let key: Arc<str> = Arc::from(dc.conversation_id.as_str());
-        let mut pos = known.get(&key).cloned().unwrap_or(ConvPos {
-            pushed: dc.delivered_seq,
-            joined: dc.joined_seq,
-            retraction_cursor: dc.retraction_cursor,
-            retraction_sent: dc.retraction_cursor,
-            ..Default::default()
-        });
+        let mut pos = known
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| ConvPos::from_device(&dc));
         pos.pushed = pos.pushed.max(dc.delivered_seq);
         pos.latest = pos.latest.max(dc.last_seq);
         pos.read = pos.read.max(dc.read_seq);
@@ -1141,6 +1182,11 @@ impl StreamHandler<Result<WsMessage, ProtocolError>> for SessionActor {
 impl Handler<Push> for SessionActor {
     type Result = ();
     fn handle(&mut self, p: Push, ctx: &mut Context<Self>) {
+        // A push was refused while the mailbox was full: repair from storage now, as the
+        // mailbox drains, rather than at the next heartbeat (which stays as a backstop).
+        if self.missed.swap(false, Ordering::AcqRel) {
+            self.refresh(ctx);
+        }
         match p {
             Push::Message {
                 conversation_id,

@@ -187,18 +187,13 @@ pub async fn download(
     let file = actix_files::NamedFile::open_async(blob_path(&core.blob_dir, &row.sha256))
         .await
         .map_err(|_| ApiError::not_found("file content is gone"))?;
-    let mime: actix_web::http::header::ContentType = row
+    let mime = row
         .content_type
-        .parse::<mime_type::Mime>()
-        .map(actix_web::http::header::ContentType)
-        .unwrap_or(actix_web::http::header::ContentType::octet_stream());
+        .parse::<actix_web::mime::Mime>()
+        .unwrap_or(actix_web::mime::APPLICATION_OCTET_STREAM);
     Ok(file
-        .set_content_type(mime.0)
+        .set_content_type(mime)
         .use_last_modified(true)
         .disable_content_disposition()
         .into_response(&req))
-}
-
-mod mime_type {
-    pub use actix_web::mime::Mime;
 }

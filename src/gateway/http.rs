@@ -2,7 +2,7 @@
 
 use super::Caller;
 use crate::actors::conversation::{AddMembers, RemoveMember};
-use crate::actors::session::history_page;
+use crate::actors::session::message_page;
 use crate::actors::{describe, new_id, now_ms, Core};
 use crate::error::{ApiError, ApiResult};
 use crate::storage::{DeviceRow, Order, UserRow};
@@ -325,25 +325,12 @@ pub async fn list_messages(
     let l = &core.config.limits;
     let limit = q.limit.unwrap_or(l.default_page).clamp(1, l.max_page);
     let before = q.before_seq.unwrap_or(u64::MAX);
-    let messages = match q.after_seq {
-        // Forward paging from a known position.
-        Some(after) => {
-            let after = after.max(joined);
-            let msgs = core
-                .store
-                .messages(&path, after, before, limit, Order::Asc)
-                .await?;
-            let hidden = core
-                .store
-                .hidden_seqs(&caller.user_id, &path, after, before)
-                .await?;
-            msgs.into_iter()
-                .filter(|m| !hidden.contains(&m.seq))
-                .map(|m| crate::actors::session::to_wire(m, &caller.user_id))
-                .collect()
-        }
-        None => history_page(&core, &caller.user_id, &path, joined, before, limit).await?,
+    // With after_seq: forward paging from a known position; otherwise the newest page.
+    let (after, order) = match q.after_seq {
+        Some(after) => (after.max(joined), Order::Asc),
+        None => (joined, Order::Desc),
     };
+    let messages = message_page(&core, &caller.user_id, &path, after, before, limit, order).await?;
     Ok(HttpResponse::Ok().json(json!({"messages": messages})))
 }
 

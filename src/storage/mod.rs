@@ -274,12 +274,13 @@ pub trait Store: Send + Sync + 'static {
     // -- messages
     /// Appends `messages` at `first_seq`, `first_seq + 1`, ... skipping any whose
     /// (sender_device_id, client_id) is already stored (those return `Duplicate` and consume
-    /// no seq). Atomic: all stored or none. `Conflict` if a seq is taken.
+    /// no seq). Atomic: all stored or none. `Conflict` if a seq is taken. The messages are
+    /// shared, not copied: the conversation actor fans the same batch out after the commit.
     async fn append(
         &self,
         conversation_id: &str,
         first_seq: u64,
-        messages: Vec<NewMessage>,
+        messages: std::sync::Arc<[NewMessage]>,
     ) -> StoreResult<Vec<AppendOutcome>>;
     /// Messages with `after < seq < before`, in `order`, at most `limit`.
     async fn messages(

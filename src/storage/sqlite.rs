@@ -44,7 +44,6 @@ pub struct SqliteStore {
     /// flight per conversation actor, and rate-limited cursor moves.
     writer: mpsc::UnboundedSender<Cmd>,
     readers: ReadPool,
-    closed: std::sync::atomic::AtomicBool,
 }
 
 /// A fixed set of reader threads, each owning one read connection, taking jobs from one
@@ -157,7 +156,6 @@ impl SqliteStore {
             stop_checkpoints: stop,
             writer: tx,
             readers: ReadPool::start(&path, cfg.readers)?,
-            closed: Default::default(),
         })
     }
 
@@ -190,15 +188,12 @@ impl SqliteStore {
             .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?
     }
 
-    /// Runs `f` on a read connection on a blocking thread.
+    /// Runs `f` on one of the reader threads (see `ReadPool`).
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(StoreError::Unavailable("store is closed".into()));
-        }
         let (otx, orx) = oneshot::channel();
         let job: ReadJob = Box::new(move |conn: &Connection| {
             let _ = otx.send(f(conn));
@@ -738,13 +733,13 @@ impl Store for SqliteStore {
         &self,
         conversation_id: &str,
         first_seq: u64,
-        messages: Vec<NewMessage>,
+        messages: Arc<[NewMessage]>,
     ) -> StoreResult<Vec<AppendOutcome>> {
         let id = conversation_id.to_string();
         self.write(move |c| {
             let mut out = Vec::with_capacity(messages.len());
             let mut seq = first_seq;
-            for m in messages {
+            for m in messages.iter() {
                 let dup = c
                     .prepare_cached(
                         "SELECT conversation_id, seq, message_id, ts FROM idempotency WHERE device_id = ?1 AND client_id = ?2",
@@ -1099,8 +1094,6 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Release);
         self.stop_checkpoints
             .store(true, std::sync::atomic::Ordering::Release);
         let (tx, rx) = oneshot::channel();

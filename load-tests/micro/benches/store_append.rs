@@ -46,7 +46,7 @@ fn append(c: &mut Criterion) {
                             meta: None,
                         })
                         .collect();
-                    rt.block_on(store.append("k", next, msgs)).unwrap();
+                    rt.block_on(store.append("k", next, msgs.into())).unwrap();
                     next += batch;
                 })
             });
