@@ -21,6 +21,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub actors: ActorConfig,
     pub log: LogConfig,
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +88,16 @@ pub struct ActorConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub bus: String,
+    pub prefix: String,
+    pub heartbeat_ms: u64,
+    pub node_ttl_ms: u64,
+    pub forward_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub format: String,
 }
@@ -115,6 +126,13 @@ impl Config {
         }
         if l.outbound_queue == 0 || self.storage.max_batch == 0 || self.storage.readers == 0 {
             return Err("outbound_queue, max_batch and readers must be positive".into());
+        }
+        let c = &self.cluster;
+        if !c.bus.is_empty() && !c.bus.starts_with("redis://") {
+            return Err("cluster.bus must be empty (one node) or a redis:// URL".into());
+        }
+        if c.heartbeat_ms == 0 || c.node_ttl_ms < 2 * c.heartbeat_ms || c.forward_timeout_ms == 0 {
+            return Err("cluster: need heartbeat_ms > 0, node_ttl_ms >= 2 x heartbeat_ms".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err("log.format must be \"text\" or \"json\"".into());

@@ -5,12 +5,14 @@
 //! - `actors`: session actors (one per device connection) and conversation actors (one per
 //!   active conversation, the single writer of its seq).
 //! - `storage`: the `Store` trait and its backends.
+//! - `bus`: the Redis bus between the nodes of a cluster (membership, frames, presence).
 //! - `protocol` (the `parley-protocol` crate): wire types, shared with the load generator.
 //!
 //! See ARCHITECTURE.md for the invariants and one send traced end to end.
 
 pub mod actors;
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod error;
 pub mod gateway;

@@ -24,6 +24,9 @@ enum Cmd {
         /// A TOML file merged over the defaults (see `parley config`).
         #[arg(long, env = "PARLEY_CONFIG")]
         config: Option<PathBuf>,
+        /// Join a cluster over this Redis (redis://host:6379/0); overrides `cluster.bus`.
+        #[arg(long, env = "PARLEY_BUS")]
+        bus: Option<String>,
         /// Log JSON lines instead of human-readable text.
         #[arg(long)]
         log_json: bool,
@@ -43,7 +46,7 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    let (listen, data_dir, config, log_json) = match cli.cmd {
+    let (listen, data_dir, config, bus, log_json) = match cli.cmd {
         Some(Cmd::Config) => {
             print!("{}", parley::config::DEFAULT_CONFIG);
             return;
@@ -66,9 +69,10 @@ fn main() {
             listen,
             data_dir,
             config,
+            bus,
             log_json,
-        }) => (listen, data_dir, config, log_json),
-        None => (None, None, None, false),
+        }) => (listen, data_dir, config, bus, log_json),
+        None => (None, None, None, None, false),
     };
     let mut cfg = load_config(config.as_ref());
     if let Some(l) = listen {
@@ -76,6 +80,9 @@ fn main() {
     }
     if let Some(d) = data_dir {
         cfg.data_dir = d;
+    }
+    if let Some(b) = bus {
+        cfg.cluster.bus = b;
     }
     init_logging(log_json || cfg.log.format == "json");
     let result = actix_web::rt::System::new().block_on(parley::server::run(cfg));

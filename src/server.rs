@@ -2,6 +2,7 @@
 //! house order: stop accepting, close sessions with 1012, drain with a deadline, flush the
 //! store's queued writes, close the store.
 
+use crate::actors::cluster::Cluster;
 use crate::actors::{Conversations, Core, Hub, Push};
 use crate::auth::Auth;
 use crate::config::Config;
@@ -48,9 +49,49 @@ fn load_secret(cfg: &Config) -> Result<Vec<u8>, String> {
     }
 }
 
+/// Takes the data directory: exclusively for a lone node, shared for the nodes of a cluster.
+/// SQLite itself is safe across processes (WAL), but two nodes without a common bus would both
+/// think they own every conversation, and their cached seq counters would collide: refuse.
+fn lock_data_dir(cfg: &Config) -> Result<std::fs::File, String> {
+    let path = cfg.data_dir.join("parley.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let clustered = !cfg.cluster.bus.is_empty();
+    let res = if clustered {
+        f.try_lock_shared()
+    } else {
+        f.try_lock()
+    };
+    match res {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "the data directory {} is in use by another Parley node{}; nodes may share one \
+             database only as a cluster: start every one of them with the same --bus \
+             redis://... (or give this node its own --data-dir)",
+            cfg.data_dir.display(),
+            if clustered { " that runs without a cluster bus" } else { "" }
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 pub fn build_core(cfg: Config) -> Result<Arc<Core>, String> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("data dir {}: {e}", cfg.data_dir.display()))?;
+    let data_lock = lock_data_dir(&cfg)?;
+    let bus = if cfg.cluster.bus.is_empty() {
+        None
+    } else {
+        Some(crate::bus::Bus::new(&cfg.cluster)?)
+    };
+    let cluster = Cluster::new(
+        bus,
+        Duration::from_millis(cfg.cluster.forward_timeout_ms),
+    );
     let secret = load_secret(&cfg)?;
     let auth = Auth::new(
         &secret,
@@ -72,7 +113,9 @@ pub fn build_core(cfg: Config) -> Result<Arc<Core>, String> {
         metrics,
         hub: Hub::default(),
         conversations: Conversations::default(),
+        cluster,
         blob_dir,
+        data_lock,
         shutting_down: Default::default(),
     }))
 }
@@ -89,6 +132,11 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let listen = cfg.listen.clone();
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
     let core = build_core(cfg)?;
+    // Join the cluster (one heartbeat: the live set is known) before taking any client.
+    crate::actors::cluster::start(&core).await;
+    if let Some(bus) = core.cluster.bus() {
+        tracing::info!(node = %bus.node_id(), live = ?bus.live(), "joined the cluster");
+    }
     let data = web::Data::from(core.clone());
     let max_json = core.config.limits.max_json_bytes;
     let server = HttpServer::new(move || {
@@ -161,6 +209,9 @@ async fn shutdown(core: Arc<Core>, handle: actix_web::dev::ServerHandle, grace: 
     tracing::info!("shutting down: no new connections, closing sessions with 1012");
     core.shutting_down.store(true, Ordering::Release);
     handle.pause().await;
+    // Hand this node's conversations over now (the others take them on the `Left` frame),
+    // so that clients reconnecting elsewhere find a new owner at once.
+    core.cluster.leave().await;
     for s in core.hub.all_sessions() {
         Hub::push(&s, Push::Shutdown);
     }

@@ -7,7 +7,9 @@
 //! every live device of every member. It also owns the members' receipt positions, so that a
 //! receipt is computed in one place and never moves backwards.
 
-use super::{describe, now_ms, Core, Push};
+use super::cluster::Waiter;
+use super::{describe, now_ms, Core, Hub, Push};
+use crate::bus::frame::{Delivery, Request};
 use crate::error::ApiError;
 use crate::storage::{
     AppendOutcome, ConversationState, CursorUpdate, MemberRow, NewMessage, Retraction, Role,
@@ -86,6 +88,11 @@ pub struct RemoveMember {
     pub reply: Reply<()>,
 }
 
+/// This node no longer owns the conversation: finish what was accepted, then stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Relinquish;
+
 struct Pending {
     msg: NewMessage,
     arrived: Instant,
@@ -112,6 +119,7 @@ pub struct ConvActor {
     /// if two cursor commits complete out of order.
     receipts_sent: HashMap<(String, ReceiptKind), u64>,
     last_activity: Instant,
+    relinquished: bool,
 }
 
 impl ConvActor {
@@ -125,6 +133,7 @@ impl ConvActor {
             recent: VecDeque::new(),
             receipts_sent: HashMap::new(),
             last_activity: Instant::now(),
+            relinquished: false,
         }
     }
 
@@ -161,9 +170,7 @@ impl ConvActor {
                 .into_actor(self)
                 .map(|res, act, ctx| {
                     act.phase = match res {
-                        Ok(Some(state)) => {
-                            Phase::Ready(Box::new(state))
-                        }
+                        Ok(Some(state)) => Phase::Ready(Box::new(state)),
                         Ok(None) => Phase::Missing,
                         Err(e) => {
                             tracing::warn!(conversation = %act.id, error = %e, "could not load conversation");
@@ -175,6 +182,9 @@ impl ConvActor {
                         // answered from this phase before it stops.
                         act.core.conversations.remove_if(&act.id, &ctx.address());
                         ctx.run_later(Duration::from_millis(500), |_, ctx| ctx.stop());
+                    } else {
+                        // Sends that arrived during a reload (after a conflict) go now.
+                        act.flush(ctx);
                     }
                 }),
         );
@@ -183,6 +193,9 @@ impl ConvActor {
     /// Starts a commit of everything pending, unless one is in flight.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.writing || self.pending.is_empty() {
+            if self.relinquished && !self.writing {
+                ctx.stop();
+            }
             return;
         }
         let Some(state) = self.state_mut() else {
@@ -240,6 +253,7 @@ impl ConvActor {
             }
         };
         let conv_id = self.id.clone();
+        let mut remote: Vec<Delivery> = Vec::new();
         for ((msg, (arrived, reply)), outcome) in msgs.iter().zip(waiters).zip(outcomes) {
             let ack = match outcome {
                 AppendOutcome::Duplicate {
@@ -263,7 +277,16 @@ impl ConvActor {
                     if self.recent.len() > RECENT_SENDERS {
                         self.recent.pop_front();
                     }
-                    self.fan_out(seq, msg);
+                    let plain = self.fan_out(seq, msg);
+                    if self.core.cluster.is_clustered() {
+                        remote.push(Delivery {
+                            seq,
+                            sender_id: msg.sender_id.clone(),
+                            sender_device_id: msg.sender_device_id.clone(),
+                            client_id: msg.client_id.clone(),
+                            frame: plain.to_string(),
+                        });
+                    }
                     Ack {
                         id: msg.client_id.clone(),
                         conversation_id: conv_id.to_string(),
@@ -281,13 +304,21 @@ impl ConvActor {
                 .observe(arrived.elapsed().as_secs_f64());
             let _ = reply.send(Ok(ack));
         }
+        if !remote.is_empty() {
+            if let Ok(state) = self.state() {
+                let members = state.members.iter().map(|m| m.user_id.clone()).collect();
+                self.core
+                    .cluster
+                    .broadcast(|| super::cluster::deliveries_frame(&self.id, members, remote));
+            }
+        }
     }
 
-    /// Pushes a committed message to every live device of every member but the sending one.
-    /// The frame is built once and shared; the carbon (the same frame with `client_id`, for
-    /// the sender's other devices) is serialised only if such a device is online.
-    fn fan_out(&self, seq: u64, m: &NewMessage) {
-        let Ok(state) = self.state() else { return };
+    /// Pushes a committed message to every device of every member on this node but the
+    /// sending one, and returns the frame (for the other nodes). The frame is built once and
+    /// shared; the carbon (the same frame with `client_id`, for the sender's other devices) is
+    /// serialised only if such a device is online.
+    fn fan_out(&self, seq: u64, m: &NewMessage) -> ByteString {
         let mut frame = ServerFrame::Message(WireMessage {
             conversation_id: self.id.to_string(),
             seq,
@@ -302,41 +333,37 @@ impl ConvActor {
             deleted: false,
         });
         let plain: ByteString = frame.to_json().into();
-        let mut carbon: Option<ByteString> = None;
-        for member in &state.members {
-            let own = member.user_id == m.sender_id;
-            self.core.hub.push_user(&member.user_id, |h| {
-                if own && *h.device_id == *m.sender_device_id {
-                    return None; // the sending device gets the ack instead
-                }
-                let frame = if own {
-                    carbon
-                        .get_or_insert_with(|| {
-                            if let ServerFrame::Message(w) = &mut frame {
-                                w.client_id = Some(m.client_id.clone());
-                            }
-                            frame.to_json().into()
-                        })
-                        .clone()
-                } else {
-                    plain.clone()
-                };
-                Some(Push::Message {
-                    conversation_id: self.id.clone(),
-                    seq,
-                    frame,
-                })
-            });
-        }
+        let Ok(state) = self.state() else {
+            return plain;
+        };
+        let mut carbon = || {
+            if let ServerFrame::Message(w) = &mut frame {
+                w.client_id = Some(m.client_id.clone());
+            }
+            frame.to_json().into()
+        };
+        fan_out_local(
+            &self.core.hub,
+            &self.id,
+            state.members.iter().map(|x| x.user_id.as_str()),
+            seq,
+            &m.sender_id,
+            &m.sender_device_id,
+            &plain,
+            &mut carbon,
+        );
+        plain
     }
 
     fn push_to_members(&self, frame: &ByteString, except_user: Option<&str>) {
         if let Ok(state) = self.state() {
-            for m in &state.members {
-                if Some(m.user_id.as_str()) != except_user {
-                    self.core.hub.push_frame(&m.user_id, frame, None);
-                }
-            }
+            let users: Vec<&str> = state
+                .members
+                .iter()
+                .map(|m| m.user_id.as_str())
+                .filter(|u| Some(*u) != except_user)
+                .collect();
+            self.core.push_frame(&users, frame, None);
         }
     }
 
@@ -364,7 +391,7 @@ impl ConvActor {
         .to_json()
         .into();
         if kind == ReceiptKind::Read {
-            self.core.hub.push_frame(&user, &frame, Some(&device));
+            self.core.push_frame(&[&user], &frame, Some(&device));
         }
         // Senders of (old, new]: from the recent ring if it covers the range, else storage.
         let covered = self.recent.front().is_some_and(|(s, _)| *s <= old + 1);
@@ -377,11 +404,8 @@ impl ConvActor {
                 .collect();
             senders.sort();
             senders.dedup();
-            for s in senders {
-                if *s != user {
-                    self.core.hub.push_frame(s, &frame, None);
-                }
-            }
+            senders.retain(|s| **s != user);
+            self.core.push_frame(&senders, &frame, None);
             return;
         }
         let core = self.core.clone();
@@ -389,12 +413,9 @@ impl ConvActor {
         ctx.spawn(
             async move {
                 match core.store.senders_between(&id, old, new).await {
-                    Ok(senders) => {
-                        for s in senders {
-                            if s != user {
-                                core.hub.push_frame(&s, &frame, None);
-                            }
-                        }
+                    Ok(mut senders) => {
+                        senders.retain(|s| *s != user);
+                        core.push_frame(&senders, &frame, None);
                     }
                     Err(e) => tracing::warn!(error = %e, "receipt routing failed"),
                 }
@@ -643,8 +664,8 @@ impl Handler<Delete> for ConvActor {
                                 .into();
                                 match r.scope {
                                     DeleteScope::Everyone => act.push_to_members(&frame, None),
-                                    DeleteScope::Me => act.core.hub.push_frame(
-                                        &r.by_user,
+                                    DeleteScope::Me => act.core.push_frame(
+                                        &[&r.by_user],
                                         &frame,
                                         Some(&m.device_id),
                                     ),
@@ -744,7 +765,7 @@ impl Handler<AddMembers> for ConvActor {
                 }
                 let conv = Arc::new(describe(st));
                 if !new.is_empty() {
-                    act.core.hub.announce(
+                    act.core.announce(
                         &conv.members,
                         ConversationEvent::MemberAdded,
                         conv.clone(),
@@ -797,7 +818,7 @@ impl Handler<RemoveMember> for ConvActor {
                     let Some(st) = act.state_mut() else { return };
                     st.members.retain(|x| x.user_id != m.user_id);
                     let conv = Arc::new(describe(st));
-                    act.core.hub.announce(
+                    act.core.announce(
                         &conv.members,
                         ConversationEvent::MemberRemoved,
                         conv.clone(),
@@ -809,8 +830,246 @@ impl Handler<RemoveMember> for ConvActor {
     }
 }
 
-/// Sends `msg` to the conversation's actor, restarting the actor once if it had just stopped.
+impl Handler<Relinquish> for ConvActor {
+    type Result = ();
+    fn handle(&mut self, _: Relinquish, ctx: &mut Context<Self>) {
+        // New requests (if any still reach this node) start a fresh actor that reloads from
+        // storage; this one stops once its commit in flight has answered its senders.
+        self.core.conversations.remove_if(&self.id, &ctx.address());
+        self.relinquished = true;
+        self.flush(ctx);
+    }
+}
+
+/// Hands one committed message to the sessions on this node of `members`, except the sending
+/// device (it gets the ack). `carbon` builds the frame for the sender's other devices; it is
+/// called at most once, and only if one of them is here.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fan_out_local<'a>(
+    hub: &Hub,
+    conversation_id: &Arc<str>,
+    members: impl Iterator<Item = &'a str>,
+    seq: u64,
+    sender_id: &str,
+    sender_device_id: &str,
+    plain: &ByteString,
+    carbon: &mut dyn FnMut() -> ByteString,
+) {
+    let mut carbon_frame: Option<ByteString> = None;
+    for member in members {
+        let own = member == sender_id;
+        hub.push_user(member, |h| {
+            if own && *h.device_id == *sender_device_id {
+                return None;
+            }
+            let frame = if own {
+                carbon_frame.get_or_insert_with(&mut *carbon).clone()
+            } else {
+                plain.clone()
+            };
+            Some(Push::Message {
+                conversation_id: conversation_id.clone(),
+                seq,
+                frame,
+            })
+        });
+    }
+}
+
+/// A request a session or handler may send to a conversation, wherever its owner runs.
+pub trait Routed: Message<Result = ()> + Send + 'static {
+    /// The node-to-node form, and who waits for the answer.
+    fn into_request(self) -> (Request, Waiter);
+}
+
+impl Routed for Submit {
+    fn into_request(self) -> (Request, Waiter) {
+        let req = Request::Submit {
+            user_id: self.user_id,
+            device_id: self.device_id,
+            client_id: self.client_id,
+            text: self.text,
+            attachments: serde_json::to_string(&self.attachments).unwrap_or_else(|_| "[]".into()),
+            meta: self.meta,
+        };
+        (req, Waiter::Ack(self.reply))
+    }
+}
+
+impl Routed for Cursor {
+    fn into_request(self) -> (Request, Waiter) {
+        let req = Request::Cursor {
+            user_id: self.user_id,
+            device_id: self.device_id,
+            read: self.kind == ReceiptKind::Read,
+            seq: self.seq,
+        };
+        (req, Waiter::None)
+    }
+}
+
+impl Routed for Delete {
+    fn into_request(self) -> (Request, Waiter) {
+        let req = Request::Delete {
+            user_id: self.user_id,
+            device_id: self.device_id,
+            id: self.id,
+            seq: self.seq,
+            everyone: self.scope == DeleteScope::Everyone,
+        };
+        (req, Waiter::Ack(self.reply))
+    }
+}
+
+impl Routed for Typing {
+    fn into_request(self) -> (Request, Waiter) {
+        (
+            Request::Typing {
+                user_id: self.user_id,
+            },
+            Waiter::None,
+        )
+    }
+}
+
+impl Routed for AddMembers {
+    fn into_request(self) -> (Request, Waiter) {
+        let req = Request::AddMembers {
+            by: self.by,
+            user_ids: self.user_ids,
+        };
+        (req, Waiter::Conversation(self.reply))
+    }
+}
+
+impl Routed for RemoveMember {
+    fn into_request(self) -> (Request, Waiter) {
+        let req = Request::RemoveMember {
+            by: self.by,
+            user_id: self.user_id,
+        };
+        (req, Waiter::Unit(self.reply))
+    }
+}
+
+/// Sends `msg` to the conversation's actor: on this node if it owns the conversation,
+/// otherwise forwarded to the owner node, whose answer comes back on the same reply channel.
 pub fn deliver<M>(core: &Arc<Core>, conversation_id: &str, msg: M)
+where
+    M: Routed,
+    ConvActor: Handler<M>,
+{
+    if let Some(node) = core.cluster.remote_owner(conversation_id) {
+        let (req, waiter) = msg.into_request();
+        core.cluster.forward(&node, conversation_id, req, waiter);
+        return;
+    }
+    deliver_local(core, conversation_id, msg);
+}
+
+/// Runs a request forwarded by another node (which believes this node owns the conversation;
+/// if the views differ for a moment, the store's conditional append still keeps seq unique).
+pub(crate) fn serve_forwarded(
+    core: &Arc<Core>,
+    from: &str,
+    req_id: u64,
+    conversation_id: &str,
+    body: Request,
+) {
+    match body {
+        Request::Submit {
+            user_id,
+            device_id,
+            client_id,
+            text,
+            attachments,
+            meta,
+        } => {
+            let (tx, rx) = oneshot::channel();
+            let attachments = serde_json::from_str(&attachments).unwrap_or_default();
+            let m = Submit {
+                user_id,
+                device_id,
+                client_id,
+                text,
+                attachments,
+                meta,
+                arrived: Instant::now(),
+                reply: tx,
+            };
+            deliver_local(core, conversation_id, m);
+            super::cluster::answer(core, from, req_id, rx);
+        }
+        Request::Cursor {
+            user_id,
+            device_id,
+            read,
+            seq,
+        } => {
+            let kind = if read {
+                ReceiptKind::Read
+            } else {
+                ReceiptKind::Delivered
+            };
+            let m = Cursor {
+                user_id,
+                device_id,
+                kind,
+                seq,
+            };
+            deliver_local(core, conversation_id, m);
+        }
+        Request::Delete {
+            user_id,
+            device_id,
+            id,
+            seq,
+            everyone,
+        } => {
+            let (tx, rx) = oneshot::channel();
+            let scope = if everyone {
+                DeleteScope::Everyone
+            } else {
+                DeleteScope::Me
+            };
+            let m = Delete {
+                user_id,
+                device_id,
+                id,
+                seq,
+                scope,
+                reply: tx,
+            };
+            deliver_local(core, conversation_id, m);
+            super::cluster::answer(core, from, req_id, rx);
+        }
+        Request::Typing { user_id } => deliver_local(core, conversation_id, Typing { user_id }),
+        Request::AddMembers { by, user_ids } => {
+            let (tx, rx) = oneshot::channel();
+            let m = AddMembers {
+                by,
+                user_ids,
+                reply: tx,
+            };
+            deliver_local(core, conversation_id, m);
+            super::cluster::answer(core, from, req_id, rx);
+        }
+        Request::RemoveMember { by, user_id } => {
+            let (tx, rx) = oneshot::channel();
+            let m = RemoveMember {
+                by,
+                user_id,
+                reply: tx,
+            };
+            deliver_local(core, conversation_id, m);
+            super::cluster::answer(core, from, req_id, rx);
+        }
+    }
+}
+
+/// Sends `msg` to this node's actor of the conversation, restarting the actor once if it had
+/// just stopped.
+fn deliver_local<M>(core: &Arc<Core>, conversation_id: &str, msg: M)
 where
     M: Message<Result = ()> + Send + 'static,
     ConvActor: Handler<M>,

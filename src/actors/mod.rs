@@ -6,10 +6,12 @@
 //! positions belong to its `SessionActor`. The `Hub` owns only the index "user -> live
 //! sessions"; `Conversations` owns only the index "conversation id -> actor address".
 
+pub mod cluster;
 pub mod conversation;
 pub mod session;
 
 use crate::auth::Auth;
+use crate::bus::frame::NodeFrame;
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
@@ -44,8 +46,11 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     pub hub: Hub,
     pub conversations: Conversations,
+    pub cluster: cluster::Cluster,
     pub blob_dir: PathBuf,
     pub shutting_down: AtomicBool,
+    /// Held for the life of the node: see `server::lock_data_dir`.
+    pub data_lock: std::fs::File,
 }
 
 impl Core {
@@ -135,12 +140,51 @@ impl Core {
         Ok(id)
     }
 
+    /// Pushes a finished frame to every session of `users`, on this node and the others.
+    pub fn push_frame<S: AsRef<str>>(
+        &self,
+        users: &[S],
+        frame: &ByteString,
+        except_device: Option<&str>,
+    ) {
+        if users.is_empty() {
+            return;
+        }
+        for u in users {
+            self.hub.push_frame(u.as_ref(), frame, except_device);
+        }
+        self.cluster.broadcast(|| NodeFrame::Frame {
+            users: users.iter().map(|u| u.as_ref().to_string()).collect(),
+            except_device: except_device.map(str::to_string),
+            frame: frame.to_string(),
+        });
+    }
+
+    /// Sends a `conversation` event to `users` and `extra` (e.g. one just removed), on every
+    /// node.
+    pub fn announce(
+        &self,
+        users: &[String],
+        event: ConversationEvent,
+        conversation: Arc<Conversation>,
+        extra: &[String],
+    ) {
+        self.cluster.broadcast(|| NodeFrame::Announce {
+            users: users.iter().chain(extra).cloned().collect(),
+            frame: ServerFrame::Conversation {
+                event,
+                conversation: (*conversation).clone(),
+            }
+            .to_json(),
+        });
+        self.hub.announce(users, event, conversation, extra);
+    }
+
     async fn announce_created(&self, id: &str) {
         match self.store.load_conversation(id).await {
             Ok(Some(state)) => {
                 let conv = Arc::new(describe(&state));
-                self.hub
-                    .announce(&conv.members.clone(), ConversationEvent::Created, conv, &[]);
+                self.announce(&conv.members.clone(), ConversationEvent::Created, conv, &[]);
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "could not announce a new conversation"),
@@ -187,6 +231,8 @@ pub enum Push {
     },
     /// The node is shutting down: close with 1012.
     Shutdown,
+    /// Pushes may have been missed (the cluster bus broke): repair from storage.
+    Refresh,
 }
 
 #[derive(Clone)]
@@ -292,6 +338,10 @@ impl Hub {
         }
     }
 
+    pub fn users(&self) -> Vec<String> {
+        self.users.iter().map(|e| e.key().to_string()).collect()
+    }
+
     pub fn all_sessions(&self) -> Vec<SessionHandle> {
         self.users.iter().flat_map(|e| e.value().clone()).collect()
     }
@@ -341,5 +391,12 @@ impl Conversations {
 
     pub fn all(&self) -> Vec<Addr<ConvActor>> {
         self.map.iter().map(|e| e.value().clone()).collect()
+    }
+
+    pub fn entries(&self) -> Vec<(Arc<str>, Addr<ConvActor>)> {
+        self.map
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect()
     }
 }

@@ -105,6 +105,7 @@ pub struct SessionActor {
     typing: HashMap<Arc<str>, Instant>,
     missed: Arc<AtomicBool>,
     refreshing: bool,
+    refresh_again: bool,
 }
 
 impl SessionActor {
@@ -130,6 +131,7 @@ impl SessionActor {
             typing: HashMap::new(),
             missed: Arc::new(AtomicBool::new(false)),
             refreshing: false,
+            refresh_again: false,
         }
     }
 
@@ -293,6 +295,9 @@ impl SessionActor {
                         missed: act.missed.clone(),
                     };
                     let first = act.core.hub.register(ident.user_id.clone(), handle);
+                    if first {
+                        act.core.cluster.user_online(&ident.user_id);
+                    }
                     act.core.metrics.connections.inc();
                     act.send_frame(
                         &ServerFrame::Ready {
@@ -324,10 +329,14 @@ impl SessionActor {
         };
         let core = self.core.clone();
         ctx.spawn(
-            async move { core.store.contacts_of_user(&me).await.map(|c| (c, me)) }
-                .into_actor(self)
-                .map(move |res, act, ctx| {
-                    let (contacts, me) = match res {
+            async move {
+                let contacts = core.store.contacts_of_user(&me).await?;
+                let elsewhere = core.cluster.online_elsewhere(&contacts).await;
+                Ok::<_, StoreError>((contacts, elsewhere, me))
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                    let (contacts, elsewhere, me) = match res {
                         Ok(v) => v,
                         Err(e) => {
                             tracing::warn!(error = %e, "presence: contacts lookup failed");
@@ -342,12 +351,10 @@ impl SessionActor {
                         }
                         .to_json()
                         .into();
-                        for c in &contacts {
-                            act.core.hub.push_frame(c, &frame, None);
-                        }
+                        act.core.push_frame(&contacts, &frame, None);
                     }
-                    for c in contacts {
-                        if act.core.hub.is_online(&c) {
+                    for (c, elsewhere) in contacts.into_iter().zip(elsewhere) {
+                        if elsewhere || act.core.hub.is_online(&c) {
                             act.send_frame(
                                 &ServerFrame::Presence {
                                     user_id: c,
@@ -847,6 +854,8 @@ impl SessionActor {
     fn refresh(&mut self, ctx: &mut Context<Self>) {
         let Some(ident) = &self.ident else { return };
         if self.refreshing {
+            // The read in flight may predate what made this refresh necessary.
+            self.refresh_again = true;
             return;
         }
         self.refreshing = true;
@@ -857,6 +866,9 @@ impl SessionActor {
                 .into_actor(self)
                 .map(|res, act, ctx| {
                     act.refreshing = false;
+                    if std::mem::take(&mut act.refresh_again) {
+                        act.refresh(ctx);
+                    }
                     let Ok(dcs) = res else { return };
                     let mut behind = Vec::new();
                     for dc in dcs {
@@ -1124,16 +1136,20 @@ impl Actor for SessionActor {
             return;
         };
         self.core.metrics.connections.dec();
-        if self.core.hub.unregister(&ident.user_id, &self.session_id)
-            && !self.core.is_shutting_down()
-        {
+        if !self.core.hub.unregister(&ident.user_id, &self.session_id) {
+            return;
+        }
+        self.core.cluster.user_offline(&ident.user_id);
+        if !self.core.is_shutting_down() {
             let core = self.core.clone();
             actix::spawn(async move {
                 let Ok(contacts) = core.store.contacts_of_user(&ident.user_id).await else {
                     return;
                 };
-                if core.hub.is_online(&ident.user_id) {
-                    return; // came back meanwhile
+                let me = [ident.user_id.to_string()];
+                if core.hub.is_online(&ident.user_id) || core.cluster.online_elsewhere(&me).await[0]
+                {
+                    return; // came back meanwhile, or still online on another node
                 }
                 let frame: ByteString = ServerFrame::Presence {
                     user_id: ident.user_id.to_string(),
@@ -1142,9 +1158,7 @@ impl Actor for SessionActor {
                 }
                 .to_json()
                 .into();
-                for c in contacts {
-                    core.hub.push_frame(&c, &frame, None);
-                }
+                core.push_frame(&contacts, &frame, None);
             });
         }
     }
@@ -1242,6 +1256,7 @@ impl Handler<Push> for SessionActor {
                 self.enqueue(frame, ctx);
             }
             Push::Shutdown => self.close_after_flush(close::RESTARTING, "server restarting", ctx),
+            Push::Refresh => self.refresh(ctx),
         }
     }
 }

@@ -24,14 +24,26 @@ fn valid_username(u: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+/// Liveness, plus this node's view of the cluster (its id and the live nodes) when it has one.
+pub async fn healthz(core: Core_) -> HttpResponse {
+    match core.cluster.bus() {
+        Some(bus) => HttpResponse::Ok().json(json!({
+            "status": "ok",
+            "node": &**bus.node_id(),
+            "live": bus.live().iter().map(|n| &**n).collect::<Vec<_>>(),
+            "bus": if bus.healthy() { "up" } else { "down" },
+        })),
+        None => HttpResponse::Ok().json(json!({"status": "ok"})),
+    }
 }
 
 /// Ready while the store accepts a write and the node is not shutting down.
 pub async fn readyz(core: Core_) -> ApiResult<HttpResponse> {
     if core.is_shutting_down() {
         return Err(ApiError::unavailable("shutting down"));
+    }
+    if !core.cluster.healthy() {
+        return Err(ApiError::unavailable("cluster bus unreachable"));
     }
     match tokio::time::timeout(Duration::from_secs(2), core.store.check_writable()).await {
         Ok(Ok(())) => Ok(HttpResponse::Ok().json(json!({"status": "ready"}))),

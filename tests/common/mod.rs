@@ -29,10 +29,101 @@ pub struct TestServer {
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     extra: String,
+    /// The other nodes of a cluster (this one is node 0); they share `dir` and `redis`.
+    pub peers: Vec<TestServer>,
+    pub redis: Option<Redis>,
+    /// Round-robin over the nodes for `ws` and `http`, so that a cluster's clients spread.
+    rr: std::sync::atomic::AtomicUsize,
+    pub log_name: String,
 }
 
 pub struct Builder {
     extra: String,
+    nodes: Option<usize>,
+}
+
+/// A real `redis-server` on a free loopback port, with no persistence; killed on drop.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis {
+            child: None,
+            port,
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(self._dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test installs it with apt-get)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// kill -9: every connection drops, every key and subscription is lost.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// Starts again, empty, on the same port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "kill it first");
+        self.spawn();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Nodes per test server: `PARLEY_TEST_NODES` (default 1). `scripts/test` reruns the contract
+/// suite with 3, so that the whole client contract is also checked against a cluster.
+pub fn default_nodes() -> usize {
+    std::env::var("PARLEY_TEST_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Cluster settings for tests: fast heartbeats so that deaths are noticed in about a second.
+pub fn cluster_config(redis: &Redis) -> String {
+    format!(
+        "[cluster]\nbus = \"{}\"\nheartbeat_ms = 200\nnode_ttl_ms = 1200\nforward_timeout_ms = 3000\n",
+        redis.url()
+    )
 }
 
 impl Builder {
@@ -42,17 +133,33 @@ impl Builder {
         self.extra.push_str(toml);
         self
     }
+    /// A cluster of `n` nodes on one Redis and one data directory.
+    pub fn nodes(mut self, n: usize) -> Self {
+        self.nodes = Some(n);
+        self
+    }
+
     pub fn start(self) -> TestServer {
+        let n = self.nodes.unwrap_or_else(default_nodes);
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let mut s = TestServer {
-            child: None,
-            addr: String::new(),
-            dir,
-            _tmp: Some(tmp),
-            extra: self.extra,
+        let redis = (n > 1).then(Redis::start);
+        let extra = match &redis {
+            Some(r) => format!("{}\n{}", cluster_config(r), self.extra),
+            None => self.extra,
         };
+        let mut s = TestServer::new_node(dir, extra, 0);
+        s._tmp = Some(tmp);
+        s.redis = redis;
         s.spawn();
+        for i in 1..n {
+            let mut p = TestServer::new_node(s.dir.clone(), s.extra.clone(), i);
+            p.spawn();
+            s.peers.push(p);
+        }
+        if n > 1 {
+            s.wait_for_cluster(n);
+        }
         s
     }
 }
@@ -61,7 +168,87 @@ impl TestServer {
     pub fn builder() -> Builder {
         Builder {
             extra: String::new(),
+            nodes: None,
         }
+    }
+
+    fn new_node(dir: PathBuf, extra: String, i: usize) -> TestServer {
+        TestServer {
+            child: None,
+            addr: String::new(),
+            dir,
+            _tmp: None,
+            extra,
+            peers: Vec::new(),
+            redis: None,
+            rr: Default::default(),
+            log_name: if i == 0 {
+                "server.log".into()
+            } else {
+                format!("server-{i}.log")
+            },
+        }
+    }
+
+    /// Node `i` of a cluster (0 is this one).
+    pub fn node(&self, i: usize) -> &TestServer {
+        if i == 0 {
+            self
+        } else {
+            &self.peers[i - 1]
+        }
+    }
+
+    pub fn node_mut(&mut self, i: usize) -> &mut TestServer {
+        if i == 0 {
+            self
+        } else {
+            &mut self.peers[i - 1]
+        }
+    }
+
+    pub fn node_count(&self) -> usize {
+        1 + self.peers.len()
+    }
+
+    /// The next node's address, round-robin over the nodes that are running.
+    pub fn pick(&self) -> String {
+        let n = self.node_count();
+        for _ in 0..n {
+            let i = self.rr.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+            if self.node(i).child.is_some() {
+                return self.node(i).addr.clone();
+            }
+        }
+        self.addr.clone()
+    }
+
+    /// Blocks until every running node sees `n` live nodes (GET /healthz).
+    pub fn wait_for_cluster(&self, n: usize) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build()
+            .into();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        'outer: while std::time::Instant::now() < deadline {
+            for i in 0..self.node_count() {
+                let node = self.node(i);
+                if node.child.is_none() {
+                    continue;
+                }
+                let v: Value = match agent.get(&format!("http://{}/healthz", node.addr)).call() {
+                    Ok(mut r) => r.body_mut().read_json().unwrap_or(Value::Null),
+                    Err(_) => Value::Null,
+                };
+                if v["live"].as_array().map(|a| a.len()) != Some(n) || v["bus"] != "up" {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue 'outer;
+                }
+            }
+            return;
+        }
+        panic!("the cluster did not settle on {n} nodes; log:\n{}", self.log());
     }
 
     pub fn start() -> TestServer {
@@ -74,7 +261,7 @@ impl TestServer {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("server.log"))
+            .open(self.dir.join(&self.log_name))
             .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
             .arg("serve")
@@ -111,7 +298,7 @@ impl TestServer {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join(&self.log_name)).unwrap_or_default()
     }
 
     pub fn pid(&self) -> u32 {
@@ -154,8 +341,9 @@ impl TestServer {
         self.spawn();
     }
 
+    /// A URL on the next node (round-robin in a cluster).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("http://{}{}", self.pick(), path)
     }
 
     /// One HTTP request with a JSON body; returns the status and the JSON answer (or Null).
@@ -307,8 +495,9 @@ impl TestServer {
         }
     }
 
+    /// A WebSocket on the next node (round-robin in a cluster).
     pub async fn ws(&self, dev: &Dev) -> Client {
-        Client::connect(&self.addr, Some(&dev.token)).await
+        Client::connect(&self.pick(), Some(&dev.token)).await
     }
 }
 
