@@ -21,6 +21,13 @@ pub struct Metrics {
     pub conversation_actors: Gauge,
     pub slow_consumers: Counter,
     pub rate_limited: Counter,
+    pub bus_published: Counter,
+    pub bus_received: Counter,
+    pub bus_up: Gauge,
+    pub cluster_nodes: Gauge,
+    pub forwarded: Counter,
+    pub forward_failed: Counter,
+    pub resyncs: Counter,
 }
 
 impl Metrics {
@@ -38,6 +45,13 @@ impl Metrics {
             conversation_actors: Gauge::default(),
             slow_consumers: Counter::default(),
             rate_limited: Counter::default(),
+            bus_published: Counter::default(),
+            bus_received: Counter::default(),
+            bus_up: Gauge::default(),
+            cluster_nodes: Gauge::default(),
+            forwarded: Counter::default(),
+            forward_failed: Counter::default(),
+            resyncs: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -89,6 +103,41 @@ impl Metrics {
             "rate_limited",
             "Client frames refused by the rate limit",
             m.rate_limited.clone(),
+        );
+        registry.register(
+            "bus_published",
+            "Frames this node published on the cluster bus",
+            m.bus_published.clone(),
+        );
+        registry.register(
+            "bus_received",
+            "Frames this node received from other nodes",
+            m.bus_received.clone(),
+        );
+        registry.register(
+            "bus_up",
+            "1 while the cluster bus subscription and heartbeat work (cluster mode only)",
+            m.bus_up.clone(),
+        );
+        registry.register(
+            "cluster_nodes",
+            "Live nodes this node sees (cluster mode only)",
+            m.cluster_nodes.clone(),
+        );
+        registry.register(
+            "forwarded",
+            "Requests forwarded to the owner node of a conversation",
+            m.forwarded.clone(),
+        );
+        registry.register(
+            "forward_failed",
+            "Forwarded requests answered `unavailable` (owner gone or no answer in time)",
+            m.forward_failed.clone(),
+        );
+        registry.register(
+            "resyncs",
+            "Times this node repaired its sessions from the store after missed bus frames",
+            m.resyncs.clone(),
         );
         Metrics { registry, ..m }
     }

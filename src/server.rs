@@ -83,10 +83,11 @@ pub fn build_core(cfg: Config) -> Result<Arc<Core>, String> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("data dir {}: {e}", cfg.data_dir.display()))?;
     let data_lock = lock_data_dir(&cfg)?;
+    let metrics = Arc::new(Metrics::new());
     let bus = if cfg.cluster.bus.is_empty() {
         None
     } else {
-        Some(crate::bus::Bus::new(&cfg.cluster)?)
+        Some(crate::bus::Bus::new(&cfg.cluster, metrics.clone())?)
     };
     let cluster = Cluster::new(
         bus,
@@ -99,7 +100,6 @@ pub fn build_core(cfg: Config) -> Result<Arc<Core>, String> {
         cfg.auth.argon2_memory_kib,
         cfg.auth.argon2_iterations,
     )?;
-    let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
         &cfg.data_dir,
         &cfg.storage,

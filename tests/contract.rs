@@ -1344,20 +1344,41 @@ async fn metrics_are_exposed() {
     let conv = s.direct(&a, &b).await;
     let mut w = s.ws(&a).await;
     w.send_msg(&conv, "1", "x").await;
-    let (st, body, _) = s.http_raw("GET", "/metrics", None, None, vec![]).await;
-    assert_eq!(st, 200);
-    let text = String::from_utf8(body).unwrap();
-    for name in [
-        "parley_connections 1",
-        "parley_acks_total 1",
-        "parley_ack_latency_seconds_count 1",
-        "parley_store_commit_seconds_count",
-        "parley_store_batch_size_bucket",
-        "parley_frames_in_total",
-        "parley_frames_out_total",
-        "parley_conversation_actors 1",
+    // In a cluster each node counts its own share: sum over the nodes.
+    let mut texts = Vec::new();
+    for i in 0..s.node_count() {
+        let (st, body, _) = s
+            .node(i)
+            .http_raw("GET", "/metrics", None, None, vec![])
+            .await;
+        assert_eq!(st, 200);
+        texts.push(String::from_utf8(body).unwrap());
+    }
+    let sum = |name: &str| -> f64 {
+        texts
+            .iter()
+            .flat_map(|t| t.lines())
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .sum()
+    };
+    for (name, want) in [
+        ("parley_connections", Some(1.0)),
+        ("parley_acks_total", Some(1.0)),
+        ("parley_ack_latency_seconds_count", Some(1.0)),
+        ("parley_conversation_actors", Some(1.0)),
+        ("parley_store_commit_seconds_count", None),
+        ("parley_frames_in_total", None),
+        ("parley_frames_out_total", None),
     ] {
-        assert!(text.contains(name), "missing {name} in:\n{text}");
+        match want {
+            Some(v) => assert_eq!(sum(name), v, "{name} in:\n{}", texts.join("\n")),
+            None => assert!(sum(name) > 0.0, "{name} in:\n{}", texts.join("\n")),
+        }
+    }
+    assert!(texts[0].contains("parley_store_batch_size_bucket"));
+    if s.node_count() > 1 {
+        assert_eq!(sum("parley_cluster_nodes"), (s.node_count() * s.node_count()) as f64);
+        assert_eq!(sum("parley_bus_up"), s.node_count() as f64);
     }
 }
 

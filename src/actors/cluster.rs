@@ -113,6 +113,7 @@ impl Cluster {
         let Some(bus) = &self.bus else {
             return waiter.fail(ApiError::unavailable("no cluster bus"));
         };
+        bus.metrics().forwarded.inc();
         let req_id = if matches!(waiter, Waiter::None) {
             0
         } else {
@@ -148,6 +149,9 @@ impl Cluster {
             .collect();
         for id in dead {
             if let Some((_, p)) = self.pending.remove(&id) {
+                if let Some(b) = &self.bus {
+                    b.metrics().forward_failed.inc();
+                }
                 p.waiter
                     .fail(ApiError::unavailable("conversation owner unreachable, retry"));
             }
@@ -274,6 +278,7 @@ impl Inbound for NodeInbound {
     }
 
     fn resync(&self) {
+        self.0.metrics.resyncs.inc();
         for h in self.0.hub.all_sessions() {
             Hub::push(&h, Push::Refresh);
         }

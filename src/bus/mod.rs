@@ -24,7 +24,8 @@ use frame::NodeFrame;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::metrics::Metrics;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -76,12 +77,11 @@ pub struct Bus {
     beating: AtomicBool,
     lost_publish: AtomicBool,
     leaving: AtomicBool,
-    pub published: AtomicU64,
-    pub received: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl Bus {
-    pub fn new(cfg: &ClusterConfig) -> Result<Arc<Bus>, String> {
+    pub fn new(cfg: &ClusterConfig, metrics: Arc<Metrics>) -> Result<Arc<Bus>, String> {
         let client = redis::Client::open(cfg.bus.as_str())
             .map_err(|e| format!("cluster.bus {}: {e}", cfg.bus))?;
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -98,9 +98,12 @@ impl Bus {
             beating: AtomicBool::new(false),
             lost_publish: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
-            published: AtomicU64::new(0),
-            received: AtomicU64::new(0),
+            metrics,
         }))
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn node_id(&self) -> &NodeId {
@@ -299,6 +302,7 @@ impl Bus {
             let gone: Vec<NodeId> = old.iter().filter(|n| !live.contains(n)).cloned().collect();
             tracing::info!(live = ?live, gone = ?gone, "cluster membership changed");
             *self.live.write().unwrap() = Arc::new(live.clone());
+            self.metrics.cluster_nodes.set(live.len() as i64);
             inbound.membership(&live, &gone);
         }
         Ok(())
@@ -335,6 +339,7 @@ impl Bus {
                 }
             }
             self.beating.store(ok, Ordering::Release);
+            self.metrics.bus_up.set(self.healthy() as i64);
         }
     }
 
@@ -381,7 +386,7 @@ impl Bus {
             }
             match pipe.query_async::<()>(c).await {
                 Ok(()) => {
-                    self.published.fetch_add(n, Ordering::Relaxed);
+                    self.metrics.bus_published.inc_by(n);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cluster bus: publish failed");
@@ -412,6 +417,8 @@ impl Bus {
                     // Whatever was published before this point is in the store: repair from it.
                     inbound.resync();
                     let (mut sink, mut stream) = ps.split();
+                    // A subscription can also die silently (a hung server): ping it. (While
+                    // subscribed, PING answers ["pong", ""], not +PONG.)
                     let mut ping = tokio::time::interval(IO_TIMEOUT);
                     loop {
                         tokio::select! {
@@ -420,7 +427,7 @@ impl Bus {
                                 None => break,
                             },
                             _ = ping.tick() => {
-                                let pong = tokio::time::timeout(IO_TIMEOUT * 2, sink.ping::<String>()).await;
+                                let pong = tokio::time::timeout(IO_TIMEOUT * 2, sink.ping::<redis::Value>()).await;
                                 if !matches!(pong, Ok(Ok(_))) {
                                     break;
                                 }
@@ -451,7 +458,7 @@ impl Bus {
         if *from == *self.node_id {
             return; // our own broadcast
         }
-        self.received.fetch_add(1, Ordering::Relaxed);
+        self.metrics.bus_received.inc();
         if let NodeFrame::Left = frame {
             let old = self.live();
             if old.iter().any(|n| **n == *from) {
