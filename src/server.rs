@@ -73,7 +73,11 @@ fn lock_data_dir(cfg: &Config) -> Result<std::fs::File, String> {
              database only as a cluster: start every one of them with the same --bus \
              redis://... (or give this node its own --data-dir)",
             cfg.data_dir.display(),
-            if clustered { " that runs without a cluster bus" } else { "" }
+            if clustered {
+                " that runs without a cluster bus"
+            } else {
+                ""
+            }
         )),
         Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", path.display())),
     }
@@ -89,10 +93,7 @@ pub fn build_core(cfg: Config) -> Result<Arc<Core>, String> {
     } else {
         Some(crate::bus::Bus::new(&cfg.cluster, metrics.clone())?)
     };
-    let cluster = Cluster::new(
-        bus,
-        Duration::from_millis(cfg.cluster.forward_timeout_ms),
-    );
+    let cluster = Cluster::new(bus, Duration::from_millis(cfg.cluster.forward_timeout_ms));
     let secret = load_secret(&cfg)?;
     let auth = Auth::new(
         &secret,

@@ -1377,7 +1377,10 @@ async fn metrics_are_exposed() {
     }
     assert!(texts[0].contains("parley_store_batch_size_bucket"));
     if s.node_count() > 1 {
-        assert_eq!(sum("parley_cluster_nodes"), (s.node_count() * s.node_count()) as f64);
+        assert_eq!(
+            sum("parley_cluster_nodes"),
+            (s.node_count() * s.node_count()) as f64
+        );
         assert_eq!(sum("parley_bus_up"), s.node_count() as f64);
     }
 }

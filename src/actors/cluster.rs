@@ -113,6 +113,11 @@ impl Cluster {
         let Some(bus) = &self.bus else {
             return waiter.fail(ApiError::unavailable("no cluster bus"));
         };
+        if !bus.healthy() {
+            // The frame would most likely be lost: fail fast, the client retries.
+            bus.metrics().forward_failed.inc();
+            return waiter.fail(ApiError::unavailable("cluster bus unreachable, retry"));
+        }
         bus.metrics().forwarded.inc();
         let req_id = if matches!(waiter, Waiter::None) {
             0
@@ -141,10 +146,12 @@ impl Cluster {
     /// Fails forwarded requests whose deadline passed, or whose node is gone.
     fn expire(&self, gone: &[NodeId]) {
         let now = Instant::now();
+        // With the bus down, answers cannot come back: fail everything now.
+        let bus_down = !self.healthy();
         let dead: Vec<u64> = self
             .pending
             .iter()
-            .filter(|p| p.deadline <= now || gone.contains(&p.node))
+            .filter(|p| bus_down || p.deadline <= now || gone.contains(&p.node))
             .map(|p| *p.key())
             .collect();
         for id in dead {
@@ -152,8 +159,9 @@ impl Cluster {
                 if let Some(b) = &self.bus {
                     b.metrics().forward_failed.inc();
                 }
-                p.waiter
-                    .fail(ApiError::unavailable("conversation owner unreachable, retry"));
+                p.waiter.fail(ApiError::unavailable(
+                    "conversation owner unreachable, retry",
+                ));
             }
         }
     }

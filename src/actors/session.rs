@@ -336,36 +336,36 @@ impl SessionActor {
             }
             .into_actor(self)
             .map(move |res, act, ctx| {
-                    let (contacts, elsewhere, me) = match res {
-                        Ok(v) => v,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "presence: contacts lookup failed");
-                            return;
-                        }
-                    };
-                    if first {
-                        let frame: ByteString = ServerFrame::Presence {
-                            user_id: me.to_string(),
-                            online: true,
-                            last_seen: None,
-                        }
-                        .to_json()
-                        .into();
-                        act.core.push_frame(&contacts, &frame, None);
+                let (contacts, elsewhere, me) = match res {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "presence: contacts lookup failed");
+                        return;
                     }
-                    for (c, elsewhere) in contacts.into_iter().zip(elsewhere) {
-                        if elsewhere || act.core.hub.is_online(&c) {
-                            act.send_frame(
-                                &ServerFrame::Presence {
-                                    user_id: c,
-                                    online: true,
-                                    last_seen: None,
-                                },
-                                ctx,
-                            );
-                        }
+                };
+                if first {
+                    let frame: ByteString = ServerFrame::Presence {
+                        user_id: me.to_string(),
+                        online: true,
+                        last_seen: None,
                     }
-                }),
+                    .to_json()
+                    .into();
+                    act.core.push_frame(&contacts, &frame, None);
+                }
+                for (c, elsewhere) in contacts.into_iter().zip(elsewhere) {
+                    if elsewhere || act.core.hub.is_online(&c) {
+                        act.send_frame(
+                            &ServerFrame::Presence {
+                                user_id: c,
+                                online: true,
+                                last_seen: None,
+                            },
+                            ctx,
+                        );
+                    }
+                }
+            }),
         );
     }
 

@@ -26,7 +26,10 @@ pub enum NodeFrame {
         frame: String,
     },
     /// A `conversation` event (JSON of the client frame) for the sessions of `users`.
-    Announce { users: Vec<String>, frame: String },
+    Announce {
+        users: Vec<String>,
+        frame: String,
+    },
     /// A request for the conversation's owner node; answered with `Reply` to the sender's
     /// node channel when `req_id` is not 0.
     Request {
@@ -34,7 +37,10 @@ pub enum NodeFrame {
         conversation_id: String,
         body: Request,
     },
-    Reply { req_id: u64, result: ReplyResult },
+    Reply {
+        req_id: u64,
+        result: ReplyResult,
+    },
     /// The sender could not publish for a while: every node re-reads its sessions' positions.
     Resync,
     /// The sender is leaving the cluster (graceful shutdown): take over its conversations now.

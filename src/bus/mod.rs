@@ -20,11 +20,11 @@
 pub mod frame;
 
 use crate::config::ClusterConfig;
+use crate::metrics::Metrics;
 use frame::NodeFrame;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
-use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -125,14 +125,47 @@ impl Bus {
     /// Registers this node (one heartbeat, so that it knows the live set before it serves) and
     /// starts the subscriber, publisher and heartbeat tasks on the current (actix) thread.
     pub async fn start(self: &Arc<Self>, inbound: Arc<dyn Inbound>) {
-        if let Err(e) = self.beat(&*inbound, false).await {
-            tracing::warn!(error = %e, "cluster bus: Redis unreachable at start; retrying");
-        }
+        // Subscribe first: once this node is in the live set, others forward requests to its
+        // channel, and a frame published before the subscription exists is lost.
+        let first = match self.subscribe().await {
+            Ok(ps) => Some(ps),
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster bus: cannot subscribe at start; retrying");
+                None
+            }
+        };
+        let ok = match tokio::time::timeout(IO_TIMEOUT * 2, self.beat(&*inbound, false)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cluster bus: Redis unreachable at start; retrying");
+                false
+            }
+            Err(_) => false,
+        };
+        self.beating.store(ok, Ordering::Release);
         let rx = self.ops_rx.lock().unwrap().take().expect("started once");
         // spawn_local: the inbound handlers start actors, which need the actix thread.
         tokio::task::spawn_local(self.clone().publisher(rx));
-        tokio::task::spawn_local(self.clone().subscriber(inbound.clone()));
+        tokio::task::spawn_local(self.clone().subscriber(inbound.clone(), first));
         tokio::task::spawn_local(self.clone().heartbeat(inbound));
+    }
+
+    async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        let all = self.key("all");
+        let mine = self.node_channel(&self.node_id);
+        let sub = async {
+            let mut ps = self.client.get_async_pubsub().await?;
+            ps.subscribe(&all).await?;
+            ps.subscribe(&mine).await?;
+            redis::RedisResult::Ok(ps)
+        };
+        match tokio::time::timeout(IO_TIMEOUT * 2, sub).await {
+            Ok(r) => r,
+            Err(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "subscribe timed out",
+            ))),
+        }
     }
 
     /// True while the subscription is up and the last heartbeat reached Redis.
@@ -397,20 +430,19 @@ impl Bus {
         }
     }
 
-    async fn subscriber(self: Arc<Self>, inbound: Arc<dyn Inbound>) {
-        let all = self.key("all");
-        let mine = self.node_channel(&self.node_id);
+    async fn subscriber(
+        self: Arc<Self>,
+        inbound: Arc<dyn Inbound>,
+        mut first: Option<redis::aio::PubSub>,
+    ) {
         let mut warned = false;
         loop {
-            let ps = tokio::time::timeout(IO_TIMEOUT * 2, async {
-                let mut ps = self.client.get_async_pubsub().await?;
-                ps.subscribe(&all).await?;
-                ps.subscribe(&mine).await?;
-                redis::RedisResult::Ok(ps)
-            })
-            .await;
+            let ps = match first.take() {
+                Some(ps) => Ok(ps),
+                None => self.subscribe().await,
+            };
             match ps {
-                Ok(Ok(ps)) => {
+                Ok(ps) => {
                     warned = false;
                     self.subscribed.store(true, Ordering::Release);
                     tracing::info!(node = %self.node_id, "cluster bus: subscribed");
@@ -437,11 +469,11 @@ impl Bus {
                     self.subscribed.store(false, Ordering::Release);
                     tracing::warn!("cluster bus: subscription lost; reconnecting");
                 }
-                Ok(Err(e)) if !warned => {
+                Err(e) if !warned => {
                     warned = true;
                     tracing::warn!(error = %e, "cluster bus: cannot subscribe; retrying");
                 }
-                _ => {}
+                Err(_) => {}
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

@@ -149,7 +149,12 @@ impl Builder {
             None => self.extra,
         };
         let mut s = TestServer::new_node(dir, extra, 0);
-        s._tmp = Some(tmp);
+        if std::env::var_os("PARLEY_TEST_KEEP").is_some() {
+            // Debugging: keep the data directory and server logs.
+            eprintln!("test data kept in {}", tmp.keep().display());
+        } else {
+            s._tmp = Some(tmp);
+        }
         s.redis = redis;
         s.spawn();
         for i in 1..n {
@@ -190,6 +195,30 @@ impl TestServer {
         }
     }
 
+    /// Starts one more node of an existing cluster (same data directory, same config).
+    pub fn join(dir: PathBuf, extra: String, i: usize) -> TestServer {
+        let mut s = TestServer::new_node(dir, extra, i);
+        s.spawn();
+        s
+    }
+
+    pub fn extra_config(&self) -> String {
+        self.extra.clone()
+    }
+
+    /// Running: started, and not killed from outside (a killed child stays a zombie until
+    /// reaped, so /proc says 'Z').
+    pub fn is_running(&self) -> bool {
+        let Some(c) = &self.child else { return false };
+        match std::fs::read_to_string(format!("/proc/{}/stat", c.id())) {
+            Ok(stat) => !stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
     /// Node `i` of a cluster (0 is this one).
     pub fn node(&self, i: usize) -> &TestServer {
         if i == 0 {
@@ -216,7 +245,7 @@ impl TestServer {
         let n = self.node_count();
         for _ in 0..n {
             let i = self.rr.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
-            if self.node(i).child.is_some() {
+            if self.node(i).is_running() {
                 return self.node(i).addr.clone();
             }
         }
@@ -248,7 +277,10 @@ impl TestServer {
             }
             return;
         }
-        panic!("the cluster did not settle on {n} nodes; log:\n{}", self.log());
+        panic!(
+            "the cluster did not settle on {n} nodes; log:\n{}",
+            self.log()
+        );
     }
 
     pub fn start() -> TestServer {
