@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 pub async fn direct(
-    base: &str,
+    urls: &[String],
     pairs: usize,
     window: usize,
     rate: u64,
@@ -19,7 +19,7 @@ pub async fn direct(
     size: usize,
 ) -> Value {
     let run = std::process::id();
-    let base = base.to_string();
+    let base = urls[0].clone();
     let setup = {
         let base = base.clone();
         tokio::task::spawn_blocking(move || {
@@ -59,8 +59,10 @@ pub async fn direct(
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
     for (i, (s, r, conv)) in setup.into_iter().enumerate() {
-        let mut rws = connect(&base, &r.token).await;
-        let mut sws = connect(&base, &s.token).await;
+        // With several nodes, the receiver is on the node after the sender's: every message
+        // crosses nodes (forwarded to its owner, fanned out over the bus).
+        let mut rws = connect(&urls[(i + 1) % urls.len()], &r.token).await;
+        let mut sws = connect(&urls[i % urls.len()], &s.token).await;
         let (done_tx, mut done_rx) = tokio::sync::watch::channel(0u64);
         receivers.push(tokio::spawn(async move {
             let mut e2e = hist();

@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 #[derive(Parser)]
 #[command(name = "parley-load", about = "Load generator for Parley")]
 struct Cli {
-    /// Node base URLs (http://host:port), comma-separated. Scenarios other than `connect` use
-    /// the first.
+    /// Node base URLs (http://host:port), comma-separated. `direct` puts each pair's sender
+    /// and receiver on different nodes (round-robin), `connect` spreads its connections; the
+    /// other scenarios use the first.
     #[arg(
         long,
         default_value = "http://127.0.0.1:8080",
@@ -183,7 +184,7 @@ async fn main() {
             rate,
             duration,
             size,
-        } => direct::direct(&url, pairs, window, rate, duration, size).await,
+        } => direct::direct(&cli.url, pairs, window, rate, duration, size).await,
         Cmd::Group {
             groups,
             size,
