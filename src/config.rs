@@ -49,6 +49,9 @@ pub struct StorageConfig {
     pub cache_kib: u64,
     pub readers: usize,
     pub idempotency_ttl_secs: u64,
+    pub url: String,
+    pub scylla_consistency: String,
+    pub scylla_replication: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

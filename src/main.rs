@@ -27,17 +27,28 @@ enum Cmd {
         /// Join a cluster over this Redis (redis://host:6379/0); overrides `cluster.bus`.
         #[arg(long, env = "PARLEY_BUS")]
         bus: Option<String>,
+        /// The store: scylla://host1:9042,host2:9042/keyspace (default: SQLite in the data
+        /// directory); overrides `storage.url`.
+        #[arg(long, env = "PARLEY_STORE")]
+        store: Option<String>,
         /// Log JSON lines instead of human-readable text.
         #[arg(long)]
         log_json: bool,
     },
     /// Print the default configuration, with every option documented.
     Config,
-    /// Apply the storage schema (schema/) to the data directory's database, idempotently.
+    /// Apply the storage schema (schema/) idempotently: to the data directory's SQLite
+    /// database, or with --store to a ScyllaDB keyspace (created if missing).
     Migrate {
         /// Data directory (overrides the config file).
         #[arg(long, env = "PARLEY_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// scylla://host:9042,.../keyspace (overrides `storage.url`).
+        #[arg(long, env = "PARLEY_STORE")]
+        store: Option<String>,
+        /// Replication factor for a keyspace this creates (overrides `storage.scylla_replication`).
+        #[arg(long, env = "PARLEY_SCYLLA_REPLICATION")]
+        replication: Option<u32>,
         /// A TOML file merged over the defaults.
         #[arg(long, env = "PARLEY_CONFIG")]
         config: Option<PathBuf>,
@@ -46,13 +57,23 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    let (listen, data_dir, config, bus, log_json) = match cli.cmd {
+    let (listen, data_dir, config, bus, store, log_json) = match cli.cmd {
         Some(Cmd::Config) => {
             print!("{}", parley::config::DEFAULT_CONFIG);
             return;
         }
-        Some(Cmd::Migrate { data_dir, config }) => {
+        Some(Cmd::Migrate {
+            data_dir,
+            config,
+            store,
+            replication,
+        }) => {
             let cfg = load_config(config.as_ref());
+            let url = store.unwrap_or(cfg.storage.url.clone());
+            if !url.is_empty() {
+                migrate_scylla(&url, replication.unwrap_or(cfg.storage.scylla_replication));
+                return;
+            }
             let dir = data_dir.unwrap_or(cfg.data_dir);
             match parley::storage::sqlite::migrate_dir(&dir) {
                 Ok((before, after)) => {
@@ -70,9 +91,10 @@ fn main() {
             data_dir,
             config,
             bus,
+            store,
             log_json,
-        }) => (listen, data_dir, config, bus, log_json),
-        None => (None, None, None, None, false),
+        }) => (listen, data_dir, config, bus, store, log_json),
+        None => (None, None, None, None, None, false),
     };
     let mut cfg = load_config(config.as_ref());
     if let Some(l) = listen {
@@ -84,11 +106,31 @@ fn main() {
     if let Some(b) = bus {
         cfg.cluster.bus = b;
     }
+    if let Some(s) = store {
+        cfg.storage.url = s;
+    }
     init_logging(log_json || cfg.log.format == "json");
     let result = actix_web::rt::System::new().block_on(parley::server::run(cfg));
     if let Err(e) = result {
         fail(&e);
     }
+}
+
+#[cfg(feature = "scylla")]
+fn migrate_scylla(url: &str, replication: u32) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(parley::storage::scylla::migrate(url, replication)) {
+        Ok((before, after)) => println!("scylla schema at version {after} (was {before}) in {url}"),
+        Err(e) => fail(&e),
+    }
+}
+
+#[cfg(not(feature = "scylla"))]
+fn migrate_scylla(_: &str, _: u32) {
+    fail("this binary was built without the scylla feature");
 }
 
 fn load_config(path: Option<&PathBuf>) -> Config {

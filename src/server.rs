@@ -83,7 +83,29 @@ fn lock_data_dir(cfg: &Config) -> Result<std::fs::File, String> {
     }
 }
 
-pub fn build_core(cfg: Config) -> Result<Arc<Core>, String> {
+/// The store `storage.url` names: embedded SQLite in the data directory when it is empty.
+async fn open_store(cfg: &Config, metrics: &Arc<Metrics>) -> Result<Arc<dyn Store>, String> {
+    let url = cfg.storage.url.as_str();
+    if url.is_empty() {
+        let s = SqliteStore::open(&cfg.data_dir, &cfg.storage, metrics.clone())?;
+        return Ok(Arc::new(s));
+    }
+    if url.starts_with("scylla://") {
+        #[cfg(feature = "scylla")]
+        {
+            let s = crate::storage::scylla::ScyllaStore::connect(url, &cfg.storage).await?;
+            tracing::info!(store = url, "connected to ScyllaDB");
+            return Ok(Arc::new(s));
+        }
+        #[cfg(not(feature = "scylla"))]
+        return Err("this binary was built without the scylla feature".into());
+    }
+    Err(format!(
+        "storage.url {url}: expected empty (SQLite) or scylla://host:port,.../keyspace"
+    ))
+}
+
+pub async fn build_core(cfg: Config) -> Result<Arc<Core>, String> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("data dir {}: {e}", cfg.data_dir.display()))?;
     let data_lock = lock_data_dir(&cfg)?;
@@ -101,11 +123,7 @@ pub fn build_core(cfg: Config) -> Result<Arc<Core>, String> {
         cfg.auth.argon2_memory_kib,
         cfg.auth.argon2_iterations,
     )?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
-        &cfg.data_dir,
-        &cfg.storage,
-        metrics.clone(),
-    )?);
+    let store = open_store(&cfg, &metrics).await?;
     let blob_dir = cfg.data_dir.join("files");
     Ok(Arc::new(Core {
         config: cfg,
@@ -132,7 +150,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     };
     let listen = cfg.listen.clone();
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
-    let core = build_core(cfg)?;
+    let core = build_core(cfg).await?;
     // Join the cluster (one heartbeat: the live set is known) before taking any client.
     crate::actors::cluster::start(&core).await;
     if let Some(bus) = core.cluster.bus() {

@@ -59,6 +59,7 @@ stmts! {
 
     // conversations and members
     CLAIM_DIRECT_PAIR = "INSERT INTO direct_pairs (direct_key, conversation_id) VALUES (?, ?) IF NOT EXISTS", [Text, Text];
+    DIRECT_PAIR = "SELECT conversation_id FROM direct_pairs WHERE direct_key = ?", [Text];
     INSERT_CONVERSATION = "INSERT INTO conversations (conversation_id, kind, title, created_by, created_at) VALUES (?, ?, ?, ?, ?)", [Text, Text, Text, Text, BigInt];
     CONVERSATION_BY_ID = "SELECT conversation_id, kind, title, created_by, created_at FROM conversations WHERE conversation_id = ?", [Text];
     INSERT_MEMBER = "INSERT INTO members (conversation_id, user_id, role, joined_seq, delivered_seq, read_seq) VALUES (?, ?, ?, ?, ?, ?)", [Text, Text, Text, BigInt, BigInt, BigInt];
@@ -69,14 +70,15 @@ stmts! {
     DELETE_CONVERSATION_BY_USER = "DELETE FROM conversations_by_user WHERE user_id = ? AND conversation_id = ?", [Text, Text];
     CONVERSATIONS_OF_USER = "SELECT conversation_id FROM conversations_by_user WHERE user_id = ?", [Text];
 
-    // the head of a conversation: the ownership fence for seq
-    INIT_HEAD = "INSERT INTO conversation_heads (conversation_id, last_seq, last_event_no) VALUES (?, ?, ?) IF NOT EXISTS", [Text, BigInt, BigInt];
-    HEAD = "SELECT last_seq, last_event_no FROM conversation_heads WHERE conversation_id = ?", [Text];
-    ADVANCE_HEAD = "UPDATE conversation_heads SET last_seq = ? WHERE conversation_id = ? IF last_seq = ?", [BigInt, Text, BigInt];
-    ADVANCE_EVENT = "UPDATE conversation_heads SET last_event_no = ? WHERE conversation_id = ? IF last_event_no = ?", [BigInt, Text, BigInt];
+    // the head of a conversation: a hint of its last seq (the truth is the messages table:
+    // readers probe past the head, see storage/scylla.rs)
+    SET_HEAD = "UPDATE conversation_heads SET last_seq = ? WHERE conversation_id = ?", [BigInt, Text];
+    HEAD = "SELECT last_seq FROM conversation_heads WHERE conversation_id = ?", [Text];
 
     // messages
-    INSERT_MESSAGE = "INSERT INTO messages (conversation_id, bucket, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [Text, BigInt, BigInt, Text, Text, Text, Text, BigInt, Text, Text, Text, Boolean];
+    // conditional: (conversation, seq) is unique whoever writes; one Paxos round per bucket
+    INSERT_MESSAGE = "INSERT INTO messages (conversation_id, bucket, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS", [Text, BigInt, BigInt, Text, Text, Text, Text, BigInt, Text, Text, Text, Boolean];
+    LAST_IN_BUCKET = "SELECT seq FROM messages WHERE conversation_id = ? AND bucket = ? ORDER BY seq DESC LIMIT 1", [Text, BigInt];
     MESSAGES_ASC = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by FROM messages WHERE conversation_id = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?", [Text, BigInt, BigInt, BigInt, Int];
     MESSAGES_DESC = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by FROM messages WHERE conversation_id = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?", [Text, BigInt, BigInt, BigInt, Int];
     MESSAGE = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by FROM messages WHERE conversation_id = ? AND bucket = ? AND seq = ?", [Text, BigInt, BigInt];
@@ -88,14 +90,15 @@ stmts! {
 
     // cursors: conditional so that they never move backwards
     DEVICE_CURSORS = "SELECT conversation_id, delivered_seq, retraction_cursor FROM device_cursors WHERE device_id = ?", [Text];
-    INIT_DEVICE_CURSOR = "INSERT INTO device_cursors (device_id, conversation_id, delivered_seq, retraction_cursor) VALUES (?, ?, ?, ?) IF NOT EXISTS", [Text, Text, BigInt, BigInt];
+    SET_DEVICE_CURSOR = "INSERT INTO device_cursors (device_id, conversation_id, delivered_seq, retraction_cursor) VALUES (?, ?, ?, ?)", [Text, Text, BigInt, BigInt];
     ADVANCE_DEVICE_DELIVERED = "UPDATE device_cursors SET delivered_seq = ? WHERE device_id = ? AND conversation_id = ? IF delivered_seq < ?", [BigInt, Text, Text, BigInt];
     ADVANCE_DEVICE_RETRACTIONS = "UPDATE device_cursors SET retraction_cursor = ? WHERE device_id = ? AND conversation_id = ? IF retraction_cursor < ?", [BigInt, Text, Text, BigInt];
     ADVANCE_MEMBER_DELIVERED = "UPDATE members SET delivered_seq = ? WHERE conversation_id = ? AND user_id = ? IF delivered_seq < ?", [BigInt, Text, Text, BigInt];
     ADVANCE_MEMBER_READ = "UPDATE members SET read_seq = ? WHERE conversation_id = ? AND user_id = ? IF read_seq < ?", [BigInt, Text, Text, BigInt];
 
     // retractions and hides
-    INSERT_RETRACTION = "INSERT INTO retractions (conversation_id, event_no, seq, scope, by_user, for_user, ts) VALUES (?, ?, ?, ?, ?, ?, ?)", [Text, BigInt, BigInt, Text, Text, Text, BigInt];
+    INSERT_RETRACTION = "INSERT INTO retractions (conversation_id, event_no, seq, scope, by_user, for_user, ts) VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS", [Text, BigInt, BigInt, Text, Text, Text, BigInt];
+    LAST_RETRACTION = "SELECT event_no FROM retractions WHERE conversation_id = ? ORDER BY event_no DESC LIMIT 1", [Text];
     RETRACTIONS_SINCE = "SELECT conversation_id, event_no, seq, scope, by_user, for_user, ts FROM retractions WHERE conversation_id = ? AND event_no > ? LIMIT ?", [Text, BigInt, Int];
     INSERT_HIDDEN = "INSERT INTO hidden (user_id, conversation_id, seq) VALUES (?, ?, ?)", [Text, Text, BigInt];
     HIDDEN_BETWEEN = "SELECT seq FROM hidden WHERE user_id = ? AND conversation_id = ? AND seq > ? AND seq < ?", [Text, Text, BigInt, BigInt];
@@ -107,6 +110,12 @@ stmts! {
     INSERT_GRANT = "INSERT INTO file_grants (file_id, conversation_id, seq) VALUES (?, ?, ?)", [Text, Text, BigInt];
     GRANTS_OF_FILE = "SELECT conversation_id, seq FROM file_grants WHERE file_id = ?", [Text];
     DELETE_GRANT = "DELETE FROM file_grants WHERE file_id = ? AND conversation_id = ? AND seq = ?", [Text, Text, BigInt];
+    INSERT_FILE_BY_SHA = "INSERT INTO files_by_sha (sha256, file_id) VALUES (?, ?)", [Text, Text];
+    FILES_BY_SHA = "SELECT file_id FROM files_by_sha WHERE sha256 = ? LIMIT 1", [Text];
+    DELETE_FILE_BY_SHA = "DELETE FROM files_by_sha WHERE sha256 = ? AND file_id = ?", [Text, Text];
+
+    // operations
+    SET_KV = "INSERT INTO kv (key, value) VALUES (?, ?)", [Text, Text];
 
     // migrations
     SCHEMA_VERSION = "SELECT version FROM schema_version WHERE id = ?", [Text];
@@ -114,7 +123,13 @@ stmts! {
 }
 
 /// The schema files, in order, with `{keyspace}` and `{rf}` to fill in.
-pub const SCHEMA: &[(i32, &str)] = &[(1, include_str!("../../schema/scylla/001_init.cql"))];
+pub const SCHEMA: &[(i32, &str)] = &[
+    (1, include_str!("../../schema/scylla/001_init.cql")),
+    (
+        2,
+        include_str!("../../schema/scylla/002_files_by_sha_and_kv.cql"),
+    ),
+];
 
 #[cfg(test)]
 mod tests {

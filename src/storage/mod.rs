@@ -8,6 +8,8 @@
 //! unique when ownership of a conversation moves between nodes.
 
 pub mod cql;
+#[cfg(feature = "scylla")]
+pub mod scylla;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -335,6 +337,11 @@ pub trait Store: Send + Sync + 'static {
     async fn advance_cursors(&self, updates: Vec<CursorUpdate>) -> StoreResult<()>;
     /// Drops idempotency keys older than `before_ts`; returns how many.
     async fn expire_idempotency(&self, before_ts: i64) -> StoreResult<u64>;
+    /// True when idempotency keys expire by themselves (a TTL) after
+    /// `storage.idempotency_ttl_secs`, and `expire_idempotency` has nothing to do.
+    fn idempotency_expires_by_ttl(&self) -> bool {
+        false
+    }
 
     // -- files
     async fn create_file(&self, file: FileRow) -> StoreResult<()>;
