@@ -157,6 +157,8 @@ pub struct ScyllaStore {
     session: Session,
     prepared: HashMap<&'static str, PreparedStatement>,
     idempotency_ttl: i32,
+    /// For batches, which carry their own consistency (their statements' is ignored).
+    consistency: (Consistency, SerialConsistency),
 }
 
 impl ScyllaStore {
@@ -188,6 +190,7 @@ impl ScyllaStore {
             session,
             prepared,
             idempotency_ttl: cfg.idempotency_ttl_secs.min(i32::MAX as u64) as i32,
+            consistency: (c, sc),
         })
     }
 
@@ -819,6 +822,8 @@ impl Store for ScyllaStore {
                 .position(|(_, s)| cql::bucket(*s) != b)
                 .map_or(fresh.len(), |p| start + p);
             let mut batch = Batch::new(BatchType::Unlogged);
+            batch.set_consistency(self.consistency.0);
+            batch.set_serial_consistency(Some(self.consistency.1));
             let mut values = Vec::new();
             for (k, s) in &fresh[start..end] {
                 let m = &messages[*k];
