@@ -82,7 +82,9 @@ stmts! {
     MESSAGES_ASC = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by FROM messages WHERE conversation_id = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?", [Text, BigInt, BigInt, BigInt, Int];
     MESSAGES_DESC = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by FROM messages WHERE conversation_id = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?", [Text, BigInt, BigInt, BigInt, Int];
     MESSAGE = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by FROM messages WHERE conversation_id = ? AND bucket = ? AND seq = ?", [Text, BigInt, BigInt];
-    PURGE_MESSAGE = "UPDATE messages SET text = null, attachments = null, meta = null, deleted = ?, deleted_by = ? WHERE conversation_id = ? AND bucket = ? AND seq = ?", [Boolean, Text, Text, BigInt, BigInt];
+    // conditional too: the row was written by an LWT, and a plain write mixed with LWTs on the
+    // same row can be ordered before it (its timestamp is not a Paxos ballot) and be lost
+    PURGE_MESSAGE = "UPDATE messages SET text = null, attachments = null, meta = null, deleted = ?, deleted_by = ? WHERE conversation_id = ? AND bucket = ? AND seq = ? IF EXISTS", [Boolean, Text, Text, BigInt, BigInt];
 
     // idempotency (expired by TTL)
     IDEMPOTENCY = "SELECT conversation_id, seq, message_id, ts FROM idempotency WHERE device_id = ? AND client_id = ?", [Text, Text];

@@ -982,8 +982,12 @@ impl Store for ScyllaStore {
             return Err(StoreError::NotFound);
         };
         let (c, b, s) = (r.conversation_id.as_str(), cql::bucket(r.seq), i(r.seq));
-        self.exec(&cql::PURGE_MESSAGE, (true, r.by_user.as_str(), c, b, s))
-            .await?;
+        if !self
+            .lwt(&cql::PURGE_MESSAGE, (true, r.by_user.as_str(), c, b, s))
+            .await?
+        {
+            return Err(StoreError::NotFound);
+        }
         for a in &m.attachments {
             self.exec(&cql::DELETE_GRANT, (a.file_id.as_str(), c, s))
                 .await?;
