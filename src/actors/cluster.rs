@@ -11,7 +11,7 @@
 
 use super::conversation::{self, Reply};
 use super::{Core, Hub, Push};
-use crate::bus::frame::{Delivery, NodeFrame, ReplyResult, Request};
+use crate::bus::frame::{NodeFrame, ReplyResult, Request};
 use crate::bus::{Bus, Inbound, NodeId};
 use crate::error::ApiError;
 use bytestring::ByteString;
@@ -343,17 +343,4 @@ pub(crate) fn answer<T: serde::Serialize + Send + 'static>(
             bus.send_to(&to, NodeFrame::Reply { req_id, result });
         }
     });
-}
-
-/// A committed batch for the other nodes (one broadcast per commit, not per recipient).
-pub(crate) fn deliveries_frame(
-    conversation_id: &str,
-    members: Vec<String>,
-    messages: Vec<Delivery>,
-) -> NodeFrame {
-    NodeFrame::Deliver {
-        conversation_id: conversation_id.to_string(),
-        members,
-        messages,
-    }
 }

@@ -9,7 +9,7 @@
 
 use super::cluster::Waiter;
 use super::{describe, now_ms, Core, Hub, Push};
-use crate::bus::frame::{Delivery, Request};
+use crate::bus::frame::{Delivery, NodeFrame, Request};
 use crate::error::ApiError;
 use crate::storage::{
     AppendOutcome, ConversationState, CursorUpdate, MemberRow, NewMessage, Retraction, Role,
@@ -306,10 +306,12 @@ impl ConvActor {
         }
         if !remote.is_empty() {
             if let Ok(state) = self.state() {
-                let members = state.members.iter().map(|m| m.user_id.clone()).collect();
-                self.core
-                    .cluster
-                    .broadcast(|| super::cluster::deliveries_frame(&self.id, members, remote));
+                // One broadcast per commit batch, not one per recipient.
+                self.core.cluster.broadcast(|| NodeFrame::Deliver {
+                    conversation_id: self.id.to_string(),
+                    members: state.members.iter().map(|m| m.user_id.clone()).collect(),
+                    messages: remote,
+                });
             }
         }
     }

@@ -330,15 +330,21 @@ impl Bus {
         }
         let mut live: Vec<NodeId> = list.into_iter().map(Arc::from).collect();
         live.sort();
-        let old = self.live();
-        if *old != live {
-            let gone: Vec<NodeId> = old.iter().filter(|n| !live.contains(n)).cloned().collect();
-            tracing::info!(live = ?live, gone = ?gone, "cluster membership changed");
-            *self.live.write().unwrap() = Arc::new(live.clone());
-            self.metrics.cluster_nodes.set(live.len() as i64);
-            inbound.membership(&live, &gone);
-        }
+        self.set_live(live, inbound);
         Ok(())
+    }
+
+    /// Replaces the live set (sorted) and, if it changed, tells `inbound` who is gone.
+    fn set_live(&self, live: Vec<NodeId>, inbound: &dyn Inbound) {
+        let old = self.live();
+        if *old == live {
+            return;
+        }
+        let gone: Vec<NodeId> = old.iter().filter(|n| !live.contains(n)).cloned().collect();
+        tracing::info!(live = ?live, gone = ?gone, "cluster membership changed");
+        *self.live.write().unwrap() = Arc::new(live.clone());
+        self.metrics.cluster_nodes.set(live.len() as i64);
+        inbound.membership(&live, &gone);
     }
 
     async fn heartbeat(self: Arc<Self>, inbound: Arc<dyn Inbound>) {
@@ -492,13 +498,14 @@ impl Bus {
         }
         self.metrics.bus_received.inc();
         if let NodeFrame::Left = frame {
-            let old = self.live();
-            if old.iter().any(|n| **n == *from) {
-                let live: Vec<NodeId> = old.iter().filter(|n| ***n != *from).cloned().collect();
-                *self.live.write().unwrap() = Arc::new(live.clone());
-                tracing::info!(node = %from, "node left the cluster");
-                inbound.membership(&live, &[Arc::from(from.as_str())]);
-            }
+            tracing::info!(node = %from, "node left the cluster");
+            let live = self
+                .live()
+                .iter()
+                .filter(|n| ***n != *from)
+                .cloned()
+                .collect();
+            self.set_live(live, inbound);
             return;
         }
         inbound.frame(&from, frame);

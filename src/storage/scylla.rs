@@ -782,17 +782,17 @@ impl Store for ScyllaStore {
         // 1. Idempotency: stored keys, and repeats within this batch.
         let mut out: Vec<Option<AppendOutcome>> = Vec::with_capacity(messages.len());
         let mut fresh: Vec<(usize, u64)> = Vec::new();
-        let mut seen: HashMap<(&str, &str), u64> = HashMap::new();
+        // (device, client id) -> (index, seq) of its first occurrence in this batch
+        let mut seen: HashMap<(&str, &str), (usize, u64)> = HashMap::new();
         let mut seq = first_seq;
         for (k, m) in messages.iter().enumerate() {
             let key = (m.sender_device_id.as_str(), m.client_id.as_str());
-            if let Some(s) = seen.get(&key) {
-                let orig = &messages[fresh.iter().find(|(_, x)| x == s).unwrap().0];
+            if let Some(&(first, s)) = seen.get(&key) {
                 out.push(Some(AppendOutcome::Duplicate {
                     conversation_id: conversation_id.to_string(),
-                    seq: *s,
-                    message_id: orig.message_id.clone(),
-                    ts: orig.ts,
+                    seq: s,
+                    message_id: messages[first].message_id.clone(),
+                    ts: messages[first].ts,
                 }));
                 continue;
             }
@@ -808,7 +808,7 @@ impl Store for ScyllaStore {
                 }));
                 continue;
             }
-            seen.insert(key, seq);
+            seen.insert(key, (k, seq));
             fresh.push((k, seq));
             out.push(None);
             seq += 1;
@@ -1056,54 +1056,52 @@ impl Store for ScyllaStore {
         // Conditional updates (`IF x < new`): a cursor never moves backwards, even when two
         // nodes write it at once. One Paxos round each; a receipt is not on the send path.
         for u in updates {
-            match u {
+            // The statements to run, their two key columns in bind order, and the new value
+            // (a read also moves delivered).
+            let (stmts, a, b, v): (&[&Stmt], _, _, _) = match u {
                 CursorUpdate::DeviceDelivered {
                     device_id,
                     conversation_id,
                     seq,
-                } => {
-                    self.lwt(
-                        &cql::ADVANCE_DEVICE_DELIVERED,
-                        (i(seq), device_id.as_str(), conversation_id.as_str(), i(seq)),
-                    )
-                    .await?;
-                }
+                } => (
+                    &[&cql::ADVANCE_DEVICE_DELIVERED],
+                    device_id,
+                    conversation_id,
+                    seq,
+                ),
                 CursorUpdate::DeviceRetractions {
                     device_id,
                     conversation_id,
                     event_no,
-                } => {
-                    self.lwt(
-                        &cql::ADVANCE_DEVICE_RETRACTIONS,
-                        (
-                            i(event_no),
-                            device_id.as_str(),
-                            conversation_id.as_str(),
-                            i(event_no),
-                        ),
-                    )
-                    .await?;
-                }
+                } => (
+                    &[&cql::ADVANCE_DEVICE_RETRACTIONS],
+                    device_id,
+                    conversation_id,
+                    event_no,
+                ),
                 CursorUpdate::UserDelivered {
                     user_id,
                     conversation_id,
                     seq,
-                } => {
-                    self.lwt(
-                        &cql::ADVANCE_MEMBER_DELIVERED,
-                        (i(seq), conversation_id.as_str(), user_id.as_str(), i(seq)),
-                    )
-                    .await?;
-                }
+                } => (
+                    &[&cql::ADVANCE_MEMBER_DELIVERED],
+                    conversation_id,
+                    user_id,
+                    seq,
+                ),
                 CursorUpdate::UserRead {
                     user_id,
                     conversation_id,
                     seq,
-                } => {
-                    let k = (i(seq), conversation_id.as_str(), user_id.as_str(), i(seq));
-                    self.lwt(&cql::ADVANCE_MEMBER_READ, k).await?;
-                    self.lwt(&cql::ADVANCE_MEMBER_DELIVERED, k).await?;
-                }
+                } => (
+                    &[&cql::ADVANCE_MEMBER_READ, &cql::ADVANCE_MEMBER_DELIVERED],
+                    conversation_id,
+                    user_id,
+                    seq,
+                ),
+            };
+            for s in stmts {
+                self.lwt(s, (i(v), a.as_str(), b.as_str(), i(v))).await?;
             }
         }
         Ok(())
