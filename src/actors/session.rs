@@ -1232,6 +1232,11 @@ impl Handler<Push> for SessionActor {
                     let me = ident.user_id.to_string();
                     let key: Arc<str> = Arc::from(conversation.conversation_id.as_str());
                     let member = conversation.members.contains(&me);
+                    // In a cluster the event crosses the bus and can land after this session
+                    // loaded the conversation into `ready`: nothing new for this device.
+                    if event == ConversationEvent::Created && self.convs.contains_key(&key) {
+                        return;
+                    }
                     match event {
                         ConversationEvent::Created | ConversationEvent::MemberAdded if member => {
                             let joined = if event == ConversationEvent::Created {
