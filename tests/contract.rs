@@ -1066,14 +1066,15 @@ async fn slow_consumer_is_closed_and_loses_nothing() {
     let text = "w".repeat(15_000);
     // ~30 MB: far more than the loopback socket buffers absorb, so Bob really falls behind.
     let n = 2000u64;
-    for i in 0..n {
-        wa.send(
-            json!({"type": "send", "id": format!("f{i}"), "conversation_id": conv, "text": text}),
-        )
-        .await;
-    }
-    let mut acked = 0;
+    // Alice keeps reading her acks while she sends (at most 64 outstanding): with an outbound
+    // queue of 128 she would otherwise be a slow consumer herself on a busy machine.
+    let (mut sent, mut acked) = (0u64, 0u64);
     while acked < n {
+        while sent < n && sent - acked < 64 {
+            wa.send(json!({"type": "send", "id": format!("f{sent}"), "conversation_id": conv, "text": text}))
+                .await;
+            sent += 1;
+        }
         let v = wa
             .next_where(|v| v["type"] == "ack" || v["type"] == "error")
             .await;
