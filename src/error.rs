@@ -1,17 +1,26 @@
 //! The one error type that crosses the boundary to clients.
 //!
-//! Handlers return `ApiError`; it carries a contract error code and a message that is safe to
-//! show. Internal failures (storage, I/O) are logged once, where they are converted, and the
-//! client sees only `internal` or `unavailable`.
+//! An `ApiError` carries a contract error code and a message that is safe to show. A failure
+//! inside the server (storage, I/O) keeps its cause beside it, never shown to clients, so that
+//! whoever finally handles the error (the HTTP layer rendering a response, a session sending an
+//! `error` frame, a node answering a forwarded request) logs it exactly once. Nothing here
+//! logs. It is plain data (serde), so it crosses the cluster bus as it is; the cause stays on
+//! the node where it happened.
+//!
+//! The HTTP rendering (`actix_web::ResponseError`) lives in `gateway::error`.
 
-use actix_web::{http::StatusCode, HttpResponse, ResponseError};
-use parley_protocol::{ErrorBody, ErrorCode, ErrorDetail};
+use crate::storage::StoreError;
+use parley_protocol::ErrorCode;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// What actually went wrong, for the log; never sent to a client or another node.
+    #[serde(skip)]
+    pub cause: Option<String>,
 }
 
 impl ApiError {
@@ -19,6 +28,7 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            cause: None,
         }
     }
     pub fn bad_request(m: impl Into<String>) -> Self {
@@ -39,13 +49,34 @@ impl ApiError {
     pub fn conflict(m: impl Into<String>) -> Self {
         Self::new(ErrorCode::Conflict, m)
     }
+    pub fn rate_limited(m: impl Into<String>) -> Self {
+        Self::new(ErrorCode::RateLimited, m)
+    }
     pub fn unavailable(m: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unavailable, m)
     }
-    /// Logs the internal cause here (once) and returns a sanitised error.
+    /// A server fault: the client sees only "internal error"; `cause` is for the log.
     pub fn internal(cause: impl fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
-        Self::new(ErrorCode::Internal, "internal error")
+        ApiError {
+            code: ErrorCode::Internal,
+            message: "internal error".into(),
+            cause: Some(cause.to_string()),
+        }
+    }
+
+    /// Takes the cause out for logging; the error left behind is safe to pass on.
+    pub fn take_cause(&mut self) -> Option<String> {
+        self.cause.take()
+    }
+
+    /// Logs the cause, if any, once; call where the error is finally handled.
+    pub fn log_cause(&mut self, context: &str) {
+        if let Some(cause) = self.take_cause() {
+            match self.code {
+                ErrorCode::Internal => tracing::error!(error = %cause, "{context}"),
+                _ => tracing::warn!(error = %cause, code = self.code.as_str(), "{context}"),
+            }
+        }
     }
 }
 
@@ -55,30 +86,15 @@ impl fmt::Display for ApiError {
     }
 }
 
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-    }
-    fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(ErrorBody {
-            error: ErrorDetail {
-                code: self.code,
-                message: self.message.clone(),
-            },
-        })
-    }
-}
-
-impl From<crate::storage::StoreError> for ApiError {
-    fn from(e: crate::storage::StoreError) -> Self {
-        use crate::storage::StoreError;
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::not_found("not found"),
             StoreError::Conflict(m) => ApiError::conflict(m),
-            StoreError::Unavailable(m) => {
-                tracing::warn!(error = %m, "store unavailable");
-                ApiError::unavailable("storage unavailable, retry")
-            }
+            StoreError::Unavailable(m) => ApiError {
+                cause: Some(m),
+                ..ApiError::unavailable("storage unavailable, retry")
+            },
             StoreError::Internal(m) => ApiError::internal(m),
         }
     }

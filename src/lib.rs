@@ -1,21 +1,27 @@
 //! Parley: a real-time messaging server that never loses an acknowledged message.
 //!
-//! Module map (dependencies point down):
+//! Module map (dependencies point down; ARCHITECTURE.md has the whole map):
+//! - `server`: start-up and shutdown; wires everything below together.
 //! - `gateway`: HTTP and WebSocket endpoints; turns wire input into calls on the actors.
+//! - `cluster`: the actors' `Peers` over the Redis bus, and handling of other nodes' frames.
 //! - `actors`: session actors (one per device connection) and conversation actors (one per
-//!   active conversation, the single writer of its seq).
-//! - `storage`: the `Store` trait and its backends.
-//! - `bus`: the Redis bus between the nodes of a cluster (membership, frames, presence).
-//! - `protocol` (the `parley-protocol` crate): wire types, shared with the load generator.
-//!
-//! See ARCHITECTURE.md for the invariants and one send traced end to end.
+//!   active conversation, the single writer of its seq), and how requests reach them.
+//! - `domain`: the contract's operations, rules, reads and frames, without actors or I/O
+//!   beyond the `Store`.
+//! - `storage`: the `Store` trait and its backends. `bus`: the Redis transport between nodes.
+//! - leaves: `ids`, `blobs`, `error`, `config`, `metrics`, `auth`, and `protocol` (the
+//!   `parley-protocol` crate: wire types, shared with the load generator).
 
 pub mod actors;
 pub mod auth;
+pub mod blobs;
 pub mod bus;
+pub mod cluster;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod gateway;
+pub mod ids;
 pub mod metrics;
 pub mod server;
 pub mod storage;

@@ -2,16 +2,15 @@
 //! house order: stop accepting, close sessions with 1012, drain with a deadline, flush the
 //! store's queued writes, close the store.
 
-use crate::actors::cluster::Cluster;
-use crate::actors::{Conversations, Core, Hub, Push};
+use crate::actors::{Core, Hub, Peers, SingleNode, ToSession};
 use crate::auth::Auth;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::Store;
 use actix_web::{web, App, HttpServer};
 use std::io::Write;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -105,17 +104,33 @@ async fn open_store(cfg: &Config, metrics: &Arc<Metrics>) -> Result<Arc<dyn Stor
     ))
 }
 
-pub async fn build_core(cfg: Config) -> Result<Arc<Core>, String> {
+/// A node's parts, built and joined together, before it serves anyone.
+pub struct Node {
+    pub core: Arc<Core>,
+    /// Set in cluster mode: the bus and the forwarded-request table.
+    pub cluster: Option<Arc<Cluster>>,
+    /// Held for the life of the node: see `lock_data_dir`.
+    _data_lock: std::fs::File,
+}
+
+pub async fn build(cfg: Config) -> Result<Node, String> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("data dir {}: {e}", cfg.data_dir.display()))?;
     let data_lock = lock_data_dir(&cfg)?;
     let metrics = Arc::new(Metrics::new());
-    let bus = if cfg.cluster.bus.is_empty() {
+    let cluster = if cfg.cluster.bus.is_empty() {
         None
     } else {
-        Some(crate::bus::Bus::new(&cfg.cluster, metrics.clone())?)
+        let bus = crate::bus::Bus::new(&cfg.cluster, metrics.clone())?;
+        Some(Cluster::new(
+            bus,
+            Duration::from_millis(cfg.cluster.forward_timeout_ms),
+        ))
     };
-    let cluster = Cluster::new(bus, Duration::from_millis(cfg.cluster.forward_timeout_ms));
+    let peers: Arc<dyn Peers> = match &cluster {
+        Some(c) => c.clone(),
+        None => Arc::new(SingleNode),
+    };
     let secret = load_secret(&cfg)?;
     let auth = Auth::new(
         &secret,
@@ -124,19 +139,11 @@ pub async fn build_core(cfg: Config) -> Result<Arc<Core>, String> {
         cfg.auth.argon2_iterations,
     )?;
     let store = open_store(&cfg, &metrics).await?;
-    let blob_dir = cfg.data_dir.join("files");
-    Ok(Arc::new(Core {
-        config: cfg,
-        store,
-        auth,
-        metrics,
-        hub: Hub::default(),
-        conversations: Conversations::default(),
+    Ok(Node {
+        core: Arc::new(Core::new(cfg, store, auth, metrics, peers)),
         cluster,
-        blob_dir,
-        data_lock,
-        shutting_down: Default::default(),
-    }))
+        _data_lock: data_lock,
+    })
 }
 
 /// Runs one node until SIGINT or SIGTERM, then shuts down gracefully.
@@ -150,10 +157,12 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     };
     let listen = cfg.listen.clone();
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
-    let core = build_core(cfg).await?;
+    let node = build(cfg).await?;
+    let core = node.core.clone();
     // Join the cluster (one heartbeat: the live set is known) before taking any client.
-    crate::actors::cluster::start(&core).await;
-    if let Some(bus) = core.cluster.bus() {
+    if let Some(cluster) = &node.cluster {
+        crate::cluster::start(&core, cluster).await;
+        let bus = cluster.bus();
         tracing::info!(node = %bus.node_id(), live = ?bus.live(), "joined the cluster");
     }
     let data = web::Data::from(core.clone());
@@ -174,31 +183,13 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     .map_err(|e| format!("bind {listen}: {e}"))?;
     for addr in server.addrs() {
         tracing::info!(%addr, "listening");
-        // Machine-readable for scripts and tests that start the server on port 0.
+        // Machine-readable for scripts that start the server on port 0.
         println!("listening on {addr}");
     }
     let _ = std::io::stdout().flush();
     let server = server.run();
     let handle = server.handle();
-
-    let expiry_core = core.clone();
-    actix_web::rt::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(600));
-        loop {
-            tick.tick().await;
-            let ttl_ms = expiry_core.config.storage.idempotency_ttl_secs as i64 * 1000;
-            match expiry_core
-                .store
-                .expire_idempotency(crate::actors::now_ms() - ttl_ms)
-                .await
-            {
-                Ok(n) if n > 0 => tracing::info!(expired = n, "idempotency keys expired"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "idempotency expiry failed"),
-            }
-        }
-    });
-
+    actix_web::rt::spawn(expire_idempotency(core.clone()));
     let shutdown_core = core.clone();
     actix_web::rt::spawn(async move {
         wait_for_signal().await;
@@ -207,7 +198,26 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     server.await.map_err(|e| e.to_string())?;
     // The server may also stop on its own (a fatal error): make sure storage is closed.
     core.store.close().await;
+    drop(node);
     Ok(())
+}
+
+/// Drops idempotency keys older than `idempotency_ttl_secs`, every 10 minutes.
+async fn expire_idempotency(core: Arc<Core>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let ttl_ms = core.config.storage.idempotency_ttl_secs as i64 * 1000;
+        match core
+            .store
+            .expire_idempotency(crate::ids::now_ms() - ttl_ms)
+            .await
+        {
+            Ok(n) if n > 0 => tracing::info!(expired = n, "idempotency keys expired"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "idempotency expiry failed"),
+        }
+    }
 }
 
 async fn wait_for_signal() {
@@ -226,13 +236,13 @@ async fn wait_for_signal() {
 
 async fn shutdown(core: Arc<Core>, handle: actix_web::dev::ServerHandle, grace: Duration) {
     tracing::info!("shutting down: no new connections, closing sessions with 1012");
-    core.shutting_down.store(true, Ordering::Release);
+    core.begin_shutdown();
     handle.pause().await;
     // Hand this node's conversations over now (the others take them on the `Left` frame),
     // so that clients reconnecting elsewhere find a new owner at once.
-    core.cluster.leave().await;
+    core.peers.leave().await;
     for s in core.hub.all_sessions() {
-        Hub::push(&s, Push::Shutdown);
+        Hub::offer(&s, ToSession::Shutdown);
     }
     let deadline = Instant::now() + grace;
     while core.hub.session_count() > 0 && Instant::now() < deadline {

@@ -1,101 +1,39 @@
 //! Node-to-node frames: the only bytes nodes exchange over the bus.
 //!
 //! Encoded with postcard behind a one-byte version, so that a node can refuse (and count) a
-//! frame from a newer release instead of misreading it during a rolling upgrade. Fields that
-//! carry client-facing JSON (message frames, attachments) stay JSON text: it is built once by
-//! the owner and forwarded byte for byte, and postcard cannot encode arbitrary JSON values.
+//! frame from a newer release instead of misreading it during a rolling upgrade. Requests and
+//! broadcasts are the domain's own types (`domain::ops`, `domain::broadcast`), so a forwarded
+//! request is decoded into exactly what a local caller would have built. Client-facing JSON
+//! that a frame carries whole (receipts, typing) stays JSON text.
 
+use crate::domain::broadcast::Broadcast;
+use crate::domain::{ConvRequest, ConvResult};
 use serde::{Deserialize, Serialize};
 
-/// Bumped on any incompatible change of `NodeFrame`.
-pub const VERSION: u8 = 1;
+/// Bumped on any incompatible change of `NodeFrame` or of the domain types it carries.
+pub const VERSION: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum NodeFrame {
-    /// Committed messages of one conversation, for every node to hand to its local sessions of
-    /// `members`. One frame per commit batch, broadcast once: not one per recipient.
-    Deliver {
-        conversation_id: String,
-        members: Vec<String>,
-        messages: Vec<Delivery>,
-    },
-    /// A finished client frame (receipt, typing, presence, deleted) for the sessions of `users`.
-    Frame {
-        users: Vec<String>,
-        except_device: Option<String>,
-        frame: String,
-    },
-    /// A `conversation` event (JSON of the client frame) for the sessions of `users`.
-    Announce {
-        users: Vec<String>,
-        frame: String,
-    },
-    /// A request for the conversation's owner node; answered with `Reply` to the sender's
-    /// node channel when `req_id` is not 0.
+    /// Something every node hands to its local sessions (committed messages, a frame, a
+    /// membership event): one frame per commit batch or event, not one per recipient.
+    Broadcast(Broadcast),
+    /// A request for the conversation's owner node; answered with `Reply` to the asking node's
+    /// channel when `req_id` is not 0.
     Request {
         req_id: u64,
         conversation_id: String,
-        body: Request,
+        request: ConvRequest,
     },
     Reply {
         req_id: u64,
-        result: ReplyResult,
+        result: ConvResult,
     },
     /// The sender could not publish for a while: every node re-reads its sessions' positions.
     Resync,
     /// The sender is leaving the cluster (graceful shutdown): take over its conversations now.
     Left,
 }
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Delivery {
-    pub seq: u64,
-    pub sender_id: String,
-    pub sender_device_id: String,
-    pub client_id: String,
-    /// The `message` client frame as JSON, without `client_id`.
-    pub frame: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Request {
-    Submit {
-        user_id: String,
-        device_id: String,
-        client_id: String,
-        text: Option<String>,
-        /// JSON array of attachments, already resolved by the receiving node.
-        attachments: String,
-        meta: Option<String>,
-    },
-    Cursor {
-        user_id: String,
-        device_id: String,
-        read: bool,
-        seq: u64,
-    },
-    Delete {
-        user_id: String,
-        device_id: String,
-        id: String,
-        seq: u64,
-        everyone: bool,
-    },
-    Typing {
-        user_id: String,
-    },
-    AddMembers {
-        by: String,
-        user_ids: Vec<String>,
-    },
-    RemoveMember {
-        by: String,
-        user_id: String,
-    },
-}
-
-/// Ok: the reply as JSON (an ack, a conversation, or `null`). Err: (error code, message).
-pub type ReplyResult = Result<String, (String, String)>;
 
 #[derive(Serialize, Deserialize)]
 struct Envelope<'a> {
@@ -131,29 +69,65 @@ pub fn decode(bytes: &[u8]) -> Result<(String, NodeFrame), DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::broadcast::{Committed, Devices};
+    use crate::domain::{Caller, ConvReply, Submit};
+    use crate::error::ApiError;
+    use crate::storage::NewMessage;
 
     #[test]
     fn round_trip() {
         let f = NodeFrame::Request {
             req_id: 7,
             conversation_id: "c".into(),
-            body: Request::Submit {
-                user_id: "u".into(),
-                device_id: "d".into(),
+            request: ConvRequest::Submit(Submit {
+                by: Caller {
+                    user_id: "u".into(),
+                    device_id: "d".into(),
+                },
                 client_id: "m1".into(),
                 text: Some("hi".into()),
-                attachments: "[]".into(),
+                attachments: vec![],
                 meta: None,
-            },
+            }),
         };
         let bytes = encode("node-a", f.clone());
         assert_eq!(bytes[0], VERSION);
         assert_eq!(decode(&bytes), Ok(("node-a".to_string(), f)));
-        let reply = NodeFrame::Reply {
-            req_id: 7,
-            result: Err(("forbidden".into(), "no".into())),
-        };
-        assert_eq!(decode(&encode("b", reply.clone())).unwrap().1, reply);
+        for frame in [
+            NodeFrame::Reply {
+                req_id: 7,
+                result: Err(ApiError::forbidden("no")),
+            },
+            NodeFrame::Reply {
+                req_id: 8,
+                result: Ok(ConvReply::Done),
+            },
+            NodeFrame::Broadcast(Broadcast::Messages {
+                conversation_id: "c".into(),
+                members: vec!["u".into()],
+                messages: vec![Committed {
+                    seq: 1,
+                    message: NewMessage {
+                        message_id: "m".into(),
+                        sender_id: "u".into(),
+                        sender_device_id: "d".into(),
+                        client_id: "c1".into(),
+                        ts: 3,
+                        text: None,
+                        attachments: vec![],
+                        meta: Some("{}".into()),
+                    },
+                }],
+            }),
+            NodeFrame::Broadcast(Broadcast::Frame {
+                users: vec!["u".into()],
+                devices: Devices::Only("d".into()),
+                frame: "{}".into(),
+            }),
+            NodeFrame::Left,
+        ] {
+            assert_eq!(decode(&encode("b", frame.clone())).unwrap().1, frame);
+        }
     }
 
     #[test]

@@ -1,26 +1,18 @@
 //! File upload and download.
 //!
-//! Uploads stream to a temporary file while being hashed, then move into a content-addressed
-//! blob store (`<data_dir>/files/ab/cd/<sha256>`), so identical uploads share one blob.
-//! Downloads go through actix-files, which gives Range requests, ETag and If-None-Match.
+//! Uploads stream into the blob store (`crate::blobs`) while being hashed and move into place
+//! only once complete; identical uploads share one blob. Downloads go through actix-files,
+//! which gives Range requests, ETag and If-None-Match.
 
-use super::Caller;
-use crate::actors::{new_id, now_ms, Core};
+use crate::actors::Core;
+use crate::blobs::Upload;
+use crate::domain::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::ids::{new_id, now_ms};
 use crate::storage::FileRow;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use parley_protocol::FileInfo;
-use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt;
-
-pub fn blob_path(blob_dir: &Path, sha256: &str) -> PathBuf {
-    blob_dir
-        .join(&sha256[0..2])
-        .join(&sha256[2..4])
-        .join(sha256)
-}
 
 /// Types whose bytes `infer` recognises: a declared type from these must match the bytes.
 fn must_sniff(declared: &str) -> bool {
@@ -56,14 +48,9 @@ fn check_type(declared: &str, head: &[u8]) -> Result<(), ApiError> {
     }
 }
 
-pub async fn upload(
-    core: web::Data<Core>,
-    caller: Caller,
-    req: HttpRequest,
-    mut body: web::Payload,
-) -> ApiResult<HttpResponse> {
-    let declared = req
-        .headers()
+/// The declared type, lower-cased, without parameters.
+fn declared_type(req: &HttpRequest) -> ApiResult<String> {
+    req.headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -74,56 +61,43 @@ pub async fn upload(
                 .to_ascii_lowercase()
         })
         .filter(|v| !v.is_empty() && v.contains('/') && v.len() <= 128)
-        .ok_or_else(|| ApiError::bad_request("set Content-Type to the file's type"))?;
+        .ok_or_else(|| ApiError::bad_request("set Content-Type to the file's type"))
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::too_large(format!("files are at most {max} bytes"))
+}
+
+pub async fn upload(
+    core: web::Data<Core>,
+    caller: Caller,
+    req: HttpRequest,
+    mut body: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let declared = declared_type(&req)?;
     let max = core.config.limits.max_file_bytes;
-    if let Some(len) = req
+    let announced = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > max {
-            return Err(ApiError::too_large(format!(
-                "files are at most {max} bytes"
-            )));
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > max) {
+        return Err(too_large(max));
     }
-    let tmp_dir = core.blob_dir.join("tmp");
-    tokio::fs::create_dir_all(&tmp_dir)
-        .await
-        .map_err(ApiError::internal)?;
-    let tmp = tmp_dir.join(new_id());
-    let result = receive(&mut body, &tmp, max).await;
-    let (size, sha, head) = match result {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
-    };
-    if size == 0 {
-        let _ = tokio::fs::remove_file(&tmp).await;
+    let mut upload = core.blobs.begin().await.map_err(ApiError::internal)?;
+    receive(&mut body, &mut upload, max).await?;
+    if upload.size() == 0 {
         return Err(ApiError::bad_request("empty file"));
     }
-    if let Err(e) = check_type(&declared, &head) {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(e);
-    }
-    let dest = blob_path(&core.blob_dir, &sha);
-    if let Some(parent) = dest.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(ApiError::internal)?;
-    }
-    tokio::fs::rename(&tmp, &dest)
-        .await
-        .map_err(ApiError::internal)?;
+    check_type(&declared, upload.head())?;
+    let size = upload.size();
+    let sha256 = upload.commit().await.map_err(ApiError::internal)?;
     let row = FileRow {
         file_id: new_id(),
         uploader_id: caller.user_id,
         size,
         content_type: declared,
-        sha256: sha,
+        sha256,
         created_at: now_ms(),
     };
     let info = FileInfo {
@@ -136,35 +110,17 @@ pub async fn upload(
     Ok(HttpResponse::Created().json(info))
 }
 
-/// Streams the body to `tmp`: returns size, sha256 and the first bytes (for type sniffing).
-async fn receive(
-    body: &mut web::Payload,
-    tmp: &Path,
-    max: u64,
-) -> ApiResult<(u64, String, Vec<u8>)> {
-    let mut file = tokio::fs::File::create(tmp)
-        .await
-        .map_err(ApiError::internal)?;
-    let mut hasher = Sha256::new();
-    let mut size: u64 = 0;
-    let mut head: Vec<u8> = Vec::new();
+/// Streams the body into `upload`, at most `max` bytes. On any error the upload is dropped
+/// by the caller, which removes its temporary file.
+async fn receive(body: &mut web::Payload, upload: &mut Upload, max: u64) -> ApiResult<()> {
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
-        size += chunk.len() as u64;
-        if size > max {
-            return Err(ApiError::too_large(format!(
-                "files are at most {max} bytes"
-            )));
+        if upload.size() + chunk.len() as u64 > max {
+            return Err(too_large(max));
         }
-        if head.len() < 8192 {
-            let take = (8192 - head.len()).min(chunk.len());
-            head.extend_from_slice(&chunk[..take]);
-        }
-        hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+        upload.write(&chunk).await.map_err(ApiError::internal)?;
     }
-    file.sync_all().await.map_err(ApiError::internal)?;
-    Ok((size, hex::encode(hasher.finalize()), head))
+    Ok(())
 }
 
 pub async fn download(
@@ -184,7 +140,7 @@ pub async fn download(
             "only the uploader and members of a conversation it was sent in may read this file",
         ));
     }
-    let file = actix_files::NamedFile::open_async(blob_path(&core.blob_dir, &row.sha256))
+    let file = actix_files::NamedFile::open_async(core.blobs.path(&row.sha256))
         .await
         .map_err(|_| ApiError::not_found("file content is gone"))?;
     let mime = row

@@ -1,24 +1,22 @@
 //! The gateway: everything that speaks HTTP or WebSocket to clients.
 //!
 //! It exists to keep wire concerns (status codes, headers, upgrade, body limits) out of the
-//! actors. Handlers authenticate the caller, validate input, call the actors or the store, and
-//! turn every failure into the contract's error shape through `ApiError`.
+//! actors. Handlers authenticate the caller, parse input, call the actors, `domain::reads` or
+//! the store, and turn every failure into the contract's error shape (`error`).
 
+mod accounts;
+mod conversations;
+mod error;
 pub mod files;
-pub mod http;
+mod health;
 pub mod ws;
 
 use crate::actors::Core;
 use crate::auth::Claims;
+use crate::domain::Caller;
 use crate::error::ApiError;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse};
 use std::future::{ready, Ready};
-
-/// The authenticated caller of a `/v1/` endpoint (from `Authorization: Bearer`).
-pub struct Caller {
-    pub user_id: String,
-    pub device_id: String,
-}
 
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
     req.headers()
@@ -29,7 +27,7 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
         .map(str::trim)
 }
 
-pub fn verify(req: &HttpRequest) -> Result<Claims, ApiError> {
+fn verify(req: &HttpRequest) -> Result<Claims, ApiError> {
     let core = req
         .app_data::<web::Data<Core>>()
         .ok_or_else(|| ApiError::internal("core missing from app data"))?;
@@ -39,6 +37,7 @@ pub fn verify(req: &HttpRequest) -> Result<Claims, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("bad or expired token"))
 }
 
+/// The authenticated caller of a `/v1/` endpoint (from `Authorization: Bearer`).
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Ready<Result<Caller, ApiError>>;
@@ -74,38 +73,32 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
         web::PathConfig::default()
             .error_handler(|err, _| ApiError::bad_request(format!("bad path: {err}")).into()),
     )
-    .route("/healthz", web::get().to(http::healthz))
-    .route("/readyz", web::get().to(http::readyz))
-    .route("/metrics", web::get().to(http::metrics))
+    .route("/healthz", web::get().to(health::healthz))
+    .route("/readyz", web::get().to(health::readyz))
+    .route("/metrics", web::get().to(health::metrics))
     .route("/v1/ws", web::get().to(ws::upgrade))
-    .route("/v1/users", web::post().to(http::create_user))
-    .route("/v1/users", web::get().to(http::find_user))
-    .route("/v1/users/me", web::get().to(http::me))
-    .route("/v1/sessions", web::post().to(http::create_session))
-    .route(
-        "/v1/conversations",
-        web::post().to(http::create_conversation),
-    )
-    .route("/v1/conversations", web::get().to(http::list_conversations))
-    .route(
-        "/v1/conversations/{id}",
-        web::get().to(http::get_conversation),
-    )
+    .route("/v1/users", web::post().to(accounts::create_user))
+    .route("/v1/users", web::get().to(accounts::find_user))
+    .route("/v1/users/me", web::get().to(accounts::me))
+    .route("/v1/sessions", web::post().to(accounts::create_session))
+    .route("/v1/devices/{id}/push", web::put().to(accounts::set_push))
+    .route("/v1/conversations", web::post().to(conversations::create))
+    .route("/v1/conversations", web::get().to(conversations::list))
+    .route("/v1/conversations/{id}", web::get().to(conversations::get))
     .route(
         "/v1/conversations/{id}/members",
-        web::post().to(http::add_members),
+        web::post().to(conversations::add_members),
     )
     .route(
         "/v1/conversations/{id}/members/{user_id}",
-        web::delete().to(http::remove_member),
+        web::delete().to(conversations::remove_member),
     )
     .route(
         "/v1/conversations/{id}/messages",
-        web::get().to(http::list_messages),
+        web::get().to(conversations::messages),
     )
     .route("/v1/files", web::post().to(files::upload))
-    .route("/v1/files/{id}", web::get().to(files::download))
-    .route("/v1/devices/{id}/push", web::put().to(http::set_push));
+    .route("/v1/files/{id}", web::get().to(files::download));
 }
 
 pub async fn not_found() -> HttpResponse {

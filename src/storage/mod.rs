@@ -7,13 +7,13 @@
 //! conditional on `(conversation_id, seq)` being free, which is what keeps `seq` gapless and
 //! unique when ownership of a conversation moves between nodes.
 
-pub mod cql;
 #[cfg(feature = "scylla")]
 pub mod scylla;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use parley_protocol::{Attachment, ConversationKind};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,12 +50,22 @@ pub struct UserRow {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceRow {
     pub device_id: String,
     pub user_id: String,
     pub name: Option<String>,
     pub created_at: i64,
+    /// Where to notify the device while it is offline, if it said.
+    pub push: Option<PushTargetRow>,
+}
+
+/// A device's push target (`PUT /v1/devices/{id}/push`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushTargetRow {
+    pub provider: String,
+    pub token: Option<String>,
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +124,7 @@ pub enum CreateOutcome {
     Existing(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewMessage {
     pub message_id: String,
     pub sender_id: String,
@@ -233,14 +243,8 @@ pub trait Store: Send + Sync + 'static {
     /// new device is owed only what is sent after it exists.
     async fn create_device(&self, device: DeviceRow) -> StoreResult<()>;
     async fn device(&self, device_id: &str) -> StoreResult<Option<DeviceRow>>;
-    async fn devices_of_user(&self, user_id: &str) -> StoreResult<Vec<DeviceRow>>;
-    async fn set_push_target(
-        &self,
-        device_id: &str,
-        provider: &str,
-        token: Option<String>,
-        endpoint: Option<String>,
-    ) -> StoreResult<()>;
+    /// Replaces the device's push target; `NotFound` if there is no such device.
+    async fn set_push_target(&self, device_id: &str, target: PushTargetRow) -> StoreResult<()>;
 
     // -- conversations and members
     /// Creates a conversation with its founding members (joined at seq 0). With `direct_key`,
@@ -255,16 +259,19 @@ pub trait Store: Send + Sync + 'static {
         &self,
         conversation_id: &str,
     ) -> StoreResult<Option<ConversationState>>;
-    async fn conversation_ids_of_user(&self, user_id: &str) -> StoreResult<Vec<String>>;
+    /// One member's row, if `user_id` is a member.
+    async fn member(&self, conversation_id: &str, user_id: &str) -> StoreResult<Option<MemberRow>>;
     /// Users who share at least one conversation with `user_id` (presence goes to them).
     async fn contacts_of_user(&self, user_id: &str) -> StoreResult<Vec<String>>;
-    /// Adds members who receive messages after `joined_seq`, with cursors for their devices.
+    /// Adds members who receive messages after `joined_seq`, with cursors for their devices
+    /// (a member already there is left as is).
     async fn add_members(
         &self,
         conversation_id: &str,
         user_ids: Vec<String>,
         joined_seq: u64,
     ) -> StoreResult<()>;
+    /// `NotFound` if `user_id` is not a member.
     async fn remove_member(&self, conversation_id: &str, user_id: &str) -> StoreResult<()>;
     /// Every conversation of the device's user, with this device's cursors.
     async fn device_conversations(

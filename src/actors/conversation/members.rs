@@ -1,0 +1,108 @@
+//! Adding and removing group members. The actor owns the member list: the rules
+//! (`domain::rules`) are checked against it, the store is written, then the list and every
+//! member's sessions (on every node) learn of the change.
+
+use super::{Answer, ConvActor};
+use crate::domain::{rules, view, Caller, ConvReply};
+use crate::error::ApiError;
+use crate::storage::{MemberRow, Role};
+use actix::prelude::*;
+use parley_protocol::ConversationEvent;
+
+impl ConvActor {
+    pub(super) fn add_members(
+        &mut self,
+        by: Caller,
+        user_ids: Vec<String>,
+        answer: Answer,
+        ctx: &mut Context<Self>,
+    ) {
+        let check = self.state().and_then(|st| {
+            Ok((
+                rules::add_members(&self.core.config.limits, st, &by.user_id, &user_ids)?,
+                st.last_seq,
+            ))
+        });
+        let (new, joined) = match check {
+            Ok(v) => v,
+            Err(e) => return answer.send(&self.core, Err(e)),
+        };
+        let core = self.core.clone();
+        let id = self.id.clone();
+        let to_add = new.clone();
+        ctx.wait(
+            async move {
+                for u in &to_add {
+                    if core.store.user_by_id(u).await?.is_none() {
+                        return Err(ApiError::not_found(format!("no such user: {u}")));
+                    }
+                }
+                if !to_add.is_empty() {
+                    core.store.add_members(&id, to_add, joined).await?;
+                }
+                Ok(())
+            }
+            .into_actor(self)
+            .map(move |res: Result<(), ApiError>, act, _| {
+                if let Err(e) = res {
+                    return answer.send(&act.core, Err(e));
+                }
+                let Some(st) = act.state_mut() else { return };
+                for u in &new {
+                    st.members.push(MemberRow {
+                        user_id: u.clone(),
+                        role: Role::Member,
+                        joined_seq: joined,
+                        delivered_seq: joined,
+                        read_seq: joined,
+                    });
+                }
+                let conv = view::conversation(st);
+                if !new.is_empty() {
+                    act.core.announce(
+                        conv.members.clone(),
+                        ConversationEvent::MemberAdded,
+                        conv.clone(),
+                    );
+                }
+                answer.send(&act.core, Ok(ConvReply::Conversation(conv)));
+            }),
+        );
+    }
+
+    pub(super) fn remove_member(
+        &mut self,
+        by: Caller,
+        user_id: String,
+        answer: Answer,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Err(e) = self
+            .state()
+            .and_then(|st| rules::remove_member(st, &by.user_id, &user_id))
+        {
+            return answer.send(&self.core, Err(e));
+        }
+        let core = self.core.clone();
+        let id = self.id.clone();
+        let user = user_id.clone();
+        ctx.wait(
+            async move { core.store.remove_member(&id, &user).await }
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    if let Err(e) = res {
+                        return answer.send(&act.core, Err(e.into()));
+                    }
+                    let Some(st) = act.state_mut() else { return };
+                    st.members.retain(|m| m.user_id != user_id);
+                    let conv = view::conversation(st);
+                    // The removed member is told too, so its devices drop the conversation.
+                    let mut users = conv.members.clone();
+                    users.push(user_id);
+                    act.core
+                        .announce(users, ConversationEvent::MemberRemoved, conv);
+                    answer.send(&act.core, Ok(ConvReply::Done));
+                }),
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! The conversation actor: the single writer of one conversation.
+//!
+//! It exists so that seq assignment needs no lock and no database sequence: only this actor
+//! appends to its conversation, one batch at a time (`commit`). Sends that arrive while a
+//! batch is being committed wait and go into the next batch, so a busy group commits many
+//! messages per fsync. After the commit it answers each sender (the ack) and fans each message
+//! out. It also owns the members' receipt positions (`receipts`), so that a receipt is
+//! computed in one place and never moves backwards, and the member list (`members`) and the
+//! retraction log counter (`retraction`).
+//!
+//! Every operation arrives as one `Envelope` holding a `ConvRequest`, from this node or
+//! forwarded from another: `handle` below is the one dispatch, and each operation's handler
+//! ends by calling `Answer::send` with its result.
+
+mod commit;
+mod members;
+mod receipts;
+mod retraction;
+
+use super::core::Core;
+use super::routing::{Envelope, Reply, MAILBOX};
+use crate::domain::broadcast::Devices;
+use crate::domain::{view, Caller, ConvRequest, ConvResult};
+use crate::error::{ApiError, ApiResult};
+use crate::storage::{ConversationState, MemberRow};
+use actix::prelude::*;
+use commit::Pending;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+enum Phase {
+    Loading,
+    Ready(Box<ConversationState>),
+    /// No such conversation: queued requests get `not_found`, then the actor stops.
+    Missing,
+    /// Storage failed while loading: queued requests get `unavailable`, then the actor stops.
+    Failed,
+}
+
+pub struct ConvActor {
+    core: Arc<Core>,
+    id: Arc<str>,
+    phase: Phase,
+    /// Sends waiting for the next commit.
+    pending: Vec<Pending>,
+    /// A commit is in flight.
+    committing: bool,
+    /// Recent (seq, sender) pairs, to route receipts without a store read.
+    recent: VecDeque<(u64, String)>,
+    /// Highest receipt seq sent per (user, kind): receipts never go backwards even if two
+    /// cursor commits complete out of order.
+    receipts_sent: HashMap<(String, parley_protocol::ReceiptKind), u64>,
+    last_activity: Instant,
+    relinquished: bool,
+}
+
+/// Where the result of one request goes: its reply channel, or (for fire-and-forget
+/// requests) an `error` frame to the caller's device if it failed.
+pub(super) struct Answer {
+    reply: Option<Reply>,
+    by: Caller,
+}
+
+impl Answer {
+    fn send(self, core: &Core, result: ConvResult) {
+        match (self.reply, result) {
+            (Some(r), result) => drop(r.send(result)),
+            (None, Ok(_)) => {}
+            (None, Err(e)) => core.send_frame(
+                &[&self.by.user_id],
+                &view::error(None, &e),
+                Devices::Only(self.by.device_id),
+            ),
+        }
+    }
+}
+
+impl ConvActor {
+    pub fn new(core: Arc<Core>, id: Arc<str>) -> Self {
+        ConvActor {
+            core,
+            id,
+            phase: Phase::Loading,
+            pending: Vec::new(),
+            committing: false,
+            recent: VecDeque::new(),
+            receipts_sent: HashMap::new(),
+            last_activity: Instant::now(),
+            relinquished: false,
+        }
+    }
+
+    fn state(&self) -> ApiResult<&ConversationState> {
+        match &self.phase {
+            Phase::Ready(s) => Ok(s),
+            Phase::Missing => Err(crate::domain::rules::no_conversation()),
+            Phase::Loading | Phase::Failed => {
+                Err(ApiError::unavailable("conversation unavailable, retry"))
+            }
+        }
+    }
+
+    fn state_mut(&mut self) -> Option<&mut ConversationState> {
+        match &mut self.phase {
+            Phase::Ready(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The state and `user`'s membership in it (the one membership rule).
+    fn member(&self, user: &str) -> ApiResult<(&ConversationState, &MemberRow)> {
+        let st = self.state()?;
+        Ok((st, crate::domain::rules::member(&st.members, user)?))
+    }
+
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        let core = self.core.clone();
+        let id = self.id.clone();
+        ctx.wait(
+            async move { core.store.load_conversation(&id).await }
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    act.phase = match res {
+                        Ok(Some(state)) => Phase::Ready(Box::new(state)),
+                        Ok(None) => Phase::Missing,
+                        Err(e) => {
+                            tracing::warn!(conversation = %act.id, error = %e, "could not load conversation");
+                            Phase::Failed
+                        }
+                    };
+                    if !matches!(act.phase, Phase::Ready(_)) {
+                        // New requests start a fresh actor; the ones already queued here are
+                        // answered from this phase before it stops.
+                        act.core.conversations.remove_if(&act.id, &ctx.address());
+                        ctx.run_later(Duration::from_millis(500), |_, ctx| ctx.stop());
+                    } else {
+                        // Sends that arrived during a reload (after a conflict) go now.
+                        act.start_commit(ctx);
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for ConvActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        self.core.metrics.conversation_actors.inc();
+        self.load(ctx);
+        let idle = Duration::from_secs(self.core.config.actors.conversation_idle_secs.max(1));
+        ctx.run_interval(idle.min(Duration::from_secs(30)), move |act, ctx| {
+            if !act.committing && act.pending.is_empty() && act.last_activity.elapsed() >= idle {
+                act.core.conversations.remove_if(&act.id, &ctx.address());
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
+        self.core.conversations.remove_if(&self.id, &ctx.address());
+        self.core.metrics.conversation_actors.dec();
+        for p in self.pending.drain(..) {
+            p.answer.send(
+                &self.core,
+                Err(ApiError::unavailable("conversation restarted, retry")),
+            );
+        }
+    }
+}
+
+impl Handler<Envelope> for ConvActor {
+    type Result = ();
+    fn handle(&mut self, env: Envelope, ctx: &mut Context<Self>) {
+        self.last_activity = Instant::now();
+        let answer = Answer {
+            reply: env.reply,
+            by: env.request.caller().clone(),
+        };
+        match env.request {
+            ConvRequest::Submit(s) => self.submit(s, env.arrived, answer, ctx),
+            ConvRequest::Cursor { by, kind, seq } => self.cursor(by, kind, seq, answer, ctx),
+            ConvRequest::Delete { by, id, seq, scope } => {
+                self.delete(by, id, seq, scope, answer, ctx)
+            }
+            ConvRequest::Typing { by } => self.typing(&by, answer),
+            ConvRequest::AddMembers { by, user_ids } => self.add_members(by, user_ids, answer, ctx),
+            ConvRequest::RemoveMember { by, user_id } => {
+                self.remove_member(by, user_id, answer, ctx)
+            }
+        }
+    }
+}
+
+impl ConvActor {
+    /// Relays typing to the other members; never stored.
+    fn typing(&mut self, by: &Caller, answer: Answer) {
+        let result = self.member(&by.user_id).map(|(st, _)| {
+            let others: Vec<&str> = st
+                .members
+                .iter()
+                .map(|m| m.user_id.as_str())
+                .filter(|u| *u != by.user_id)
+                .collect();
+            let frame = view::typing(&self.id, &by.user_id);
+            self.core.send_frame(&others, &frame, Devices::All);
+        });
+        answer.send(&self.core, result.map(|_| crate::domain::ConvReply::Done));
+    }
+}
+
+/// This node no longer owns the conversation: finish what was accepted, then stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Relinquish;
+
+impl Handler<Relinquish> for ConvActor {
+    type Result = ();
+    fn handle(&mut self, _: Relinquish, ctx: &mut Context<Self>) {
+        // New requests (if any still reach this node) start a fresh actor that reloads from
+        // storage; this one stops once its commit in flight has answered its senders.
+        self.core.conversations.remove_if(&self.id, &ctx.address());
+        self.relinquished = true;
+        self.start_commit(ctx);
+    }
+}

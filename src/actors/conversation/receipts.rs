@@ -1,0 +1,125 @@
+//! Cursor moves and the receipts they cause.
+//!
+//! A device's `received` / `read` moves its own cursor and its user's delivered / read
+//! position (each stored as `max(old, new)`). Once the move is durable, the senders of the
+//! newly covered messages get a `receipt` (and, for `read`, the reader's other devices), at
+//! most once per position: receipts never go backwards.
+
+use super::{Answer, ConvActor};
+use crate::domain::broadcast::Devices;
+use crate::domain::{view, Caller, ConvReply};
+use crate::storage::CursorUpdate;
+use actix::prelude::*;
+use parley_protocol::ReceiptKind;
+
+impl ConvActor {
+    pub(super) fn cursor(
+        &mut self,
+        by: Caller,
+        kind: ReceiptKind,
+        seq: u64,
+        answer: Answer,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Err(e) = self.member(&by.user_id) {
+            return answer.send(&self.core, Err(e));
+        }
+        let conv = self.id.to_string();
+        let Some(state) = self.state_mut() else {
+            return;
+        };
+        let seq = seq.min(state.last_seq);
+        let Some(member) = state.members.iter_mut().find(|m| m.user_id == by.user_id) else {
+            return;
+        };
+        let mut updates = vec![CursorUpdate::DeviceDelivered {
+            device_id: by.device_id.clone(),
+            conversation_id: conv.clone(),
+            seq,
+        }];
+        let mut moves = Vec::new();
+        if seq > member.delivered_seq {
+            moves.push((ReceiptKind::Delivered, member.delivered_seq, seq));
+            member.delivered_seq = seq;
+            updates.push(CursorUpdate::UserDelivered {
+                user_id: by.user_id.clone(),
+                conversation_id: conv.clone(),
+                seq,
+            });
+        }
+        if kind == ReceiptKind::Read && seq > member.read_seq {
+            moves.push((ReceiptKind::Read, member.read_seq, seq));
+            member.read_seq = seq;
+            updates.push(CursorUpdate::UserRead {
+                user_id: by.user_id.clone(),
+                conversation_id: conv,
+                seq,
+            });
+        }
+        answer.send(&self.core, Ok(ConvReply::Done));
+        let core = self.core.clone();
+        ctx.spawn(
+            async move { core.store.advance_cursors(updates).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
+                    Ok(()) => {
+                        for (kind, old, new) in moves {
+                            act.send_receipts(ctx, &by, kind, old, new);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cursor update failed"),
+                }),
+        );
+    }
+
+    /// Sends receipts for `by`'s user moving from `old` to `new` (after the move is durable).
+    fn send_receipts(
+        &mut self,
+        ctx: &mut Context<Self>,
+        by: &Caller,
+        kind: ReceiptKind,
+        old: u64,
+        new: u64,
+    ) {
+        let user = by.user_id.clone();
+        let key = (user.clone(), kind);
+        if self.receipts_sent.get(&key).is_some_and(|s| *s >= new) {
+            return;
+        }
+        self.receipts_sent.insert(key, new);
+        let frame = view::receipt(&self.id, &user, kind, new);
+        if kind == ReceiptKind::Read {
+            self.core
+                .send_frame(&[&user], &frame, Devices::Except(by.device_id.clone()));
+        }
+        // Senders of (old, new]: from the recent ring if it covers the range, else storage.
+        let covered = self.recent.front().is_some_and(|(s, _)| *s <= old + 1);
+        if covered {
+            let mut senders: Vec<&String> = self
+                .recent
+                .iter()
+                .filter(|(s, _)| *s > old && *s <= new)
+                .map(|(_, u)| u)
+                .collect();
+            senders.sort();
+            senders.dedup();
+            senders.retain(|s| **s != user);
+            self.core.send_frame(&senders, &frame, Devices::All);
+            return;
+        }
+        let core = self.core.clone();
+        let id = self.id.clone();
+        ctx.spawn(
+            async move {
+                match core.store.senders_between(&id, old, new).await {
+                    Ok(mut senders) => {
+                        senders.retain(|s| *s != user);
+                        core.send_frame(&senders, &frame, Devices::All);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "receipt routing failed"),
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! `Core`: the services every actor and handler shares, built once at start-up.
+//!
+//! It is also the one door for side effects that reach other nodes: a frame for some users,
+//! a membership event, a commit's fan-out each go to this node's sessions through the `Hub`
+//! and, in a cluster, to the other nodes through `Peers`, always together.
+
+use super::fanout;
+use super::hub::Hub;
+use super::registry::Registry;
+use super::routing::Peers;
+use crate::auth::Auth;
+use crate::blobs::Blobs;
+use crate::config::Config;
+use crate::domain::broadcast::{Broadcast, Committed, Devices};
+use crate::metrics::Metrics;
+use crate::storage::{MemberRow, NewMessage, Store};
+use bytestring::ByteString;
+use parley_protocol::{Conversation, ConversationEvent};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub struct Core {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub auth: Auth,
+    pub metrics: Arc<Metrics>,
+    pub hub: Hub,
+    pub conversations: Registry,
+    pub peers: Arc<dyn Peers>,
+    pub blobs: Blobs,
+    shutting_down: AtomicBool,
+}
+
+impl Core {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        auth: Auth,
+        metrics: Arc<Metrics>,
+        peers: Arc<dyn Peers>,
+    ) -> Core {
+        let blobs = Blobs::new(config.data_dir.join("files"));
+        Core {
+            config,
+            store,
+            auth,
+            metrics,
+            hub: Hub::default(),
+            conversations: Registry::default(),
+            peers,
+            blobs,
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// From now on readiness is red and new sends get `unavailable`.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    /// A finished frame for the sessions of `users` (those of `devices`), on every node.
+    pub fn send_frame<S: AsRef<str>>(&self, users: &[S], frame: &ByteString, devices: Devices) {
+        if users.is_empty() {
+            return;
+        }
+        self.hub.send_frame(users, frame, &devices);
+        if self.peers.is_clustered() {
+            self.peers.broadcast(Broadcast::Frame {
+                users: users.iter().map(|u| u.as_ref().to_string()).collect(),
+                devices,
+                frame: frame.to_string(),
+            });
+        }
+    }
+
+    /// A `conversation` event for the sessions of `users`, on every node.
+    pub fn announce(
+        &self,
+        users: Vec<String>,
+        event: ConversationEvent,
+        conversation: Conversation,
+    ) {
+        let conversation = Arc::new(conversation);
+        self.hub.announce(&users, event, &conversation);
+        if self.peers.is_clustered() {
+            self.peers.broadcast(Broadcast::Conversation {
+                users,
+                event,
+                conversation: (*conversation).clone(),
+            });
+        }
+    }
+
+    /// Hands one commit batch of a conversation to every device of its members, on every
+    /// node: one broadcast per batch, not one per recipient.
+    pub fn fan_out(
+        &self,
+        conversation_id: &Arc<str>,
+        members: &[MemberRow],
+        batch: &[NewMessage],
+        stored: &[(u64, usize)],
+    ) {
+        let ids = members.iter().map(|m| m.user_id.as_str());
+        let messages = stored.iter().map(|&(seq, i)| (seq, &batch[i]));
+        fanout::messages(&self.hub, conversation_id, ids.clone(), messages);
+        if self.peers.is_clustered() {
+            self.peers.broadcast(Broadcast::Messages {
+                conversation_id: conversation_id.to_string(),
+                members: ids.map(str::to_string).collect(),
+                messages: stored
+                    .iter()
+                    .map(|&(seq, i)| Committed {
+                        seq,
+                        message: batch[i].clone(),
+                    })
+                    .collect(),
+            });
+        }
+    }
+
+    /// Hands a broadcast from another node to this node's sessions.
+    pub fn receive(&self, b: Broadcast) {
+        match b {
+            Broadcast::Messages {
+                conversation_id,
+                members,
+                messages,
+            } => {
+                let id: Arc<str> = Arc::from(conversation_id.as_str());
+                let items = messages.iter().map(|c| (c.seq, &c.message));
+                fanout::messages(&self.hub, &id, members.iter().map(String::as_str), items);
+            }
+            Broadcast::Frame {
+                users,
+                devices,
+                frame,
+            } => self
+                .hub
+                .send_frame(&users, &ByteString::from(frame), &devices),
+            Broadcast::Conversation {
+                users,
+                event,
+                conversation,
+            } => self.hub.announce(&users, event, &Arc::new(conversation)),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Gap repair: what a device is owed, from storage, in order.
+//!
+//! A live message that is not the next one (the device is behind, a frame was dropped) starts
+//! a `catch_up` of that conversation; a `refresh` re-reads every conversation's end (after a
+//! full mailbox, or when the cluster bus may have lost frames); `sync` serves the client's own
+//! paging. Each reads through `domain::reads`.
+
+use super::SessionActor;
+use crate::domain::reads::{self, Position};
+use crate::domain::{view, Caller};
+use crate::storage::CursorUpdate;
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+impl SessionActor {
+    /// Fetches what follows `pushed` in one conversation and pushes it in order.
+    pub(super) fn catch_up(&mut self, conv: Arc<str>, ctx: &mut Context<Self>) {
+        let Some(user) = self.ident.as_ref().map(|i| i.user_id.clone()) else {
+            return;
+        };
+        let Some(pos) = self.convs.get_mut(&conv) else {
+            return;
+        };
+        if pos.catching_up || pos.latest <= pos.pushed {
+            return;
+        }
+        pos.catching_up = true;
+        let after = pos.pushed;
+        let page = self.core.config.limits.default_page;
+        let core = self.core.clone();
+        let c = conv.clone();
+        ctx.spawn(
+            async move { reads::owed_frames(&*core.store, &user, &c, after, page).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    let Some(pos) = act.convs.get_mut(&conv) else {
+                        return;
+                    };
+                    pos.catching_up = false;
+                    let items = match res {
+                        Ok(items) => items,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "catch-up failed");
+                            return;
+                        }
+                    };
+                    let progressed = !items.is_empty();
+                    let mut frames = Vec::new();
+                    for (seq, frame) in items {
+                        if seq == pos.pushed + 1 {
+                            pos.pushed = seq;
+                            frames.extend(frame);
+                        }
+                    }
+                    for f in frames {
+                        act.enqueue(f, ctx);
+                    }
+                    if progressed {
+                        act.catch_up(conv, ctx);
+                    }
+                }),
+        );
+    }
+
+    /// Re-reads every conversation's end from storage and repairs any gap (after a dropped
+    /// frame, or a frame for a conversation this session did not know yet).
+    pub(super) fn refresh(&mut self, ctx: &mut Context<Self>) {
+        let Some(ident) = &self.ident else { return };
+        if self.refreshing {
+            // The read in flight may predate what made this refresh necessary.
+            self.refresh_again = true;
+            return;
+        }
+        self.refreshing = true;
+        let (user, device) = (ident.user_id.clone(), ident.device_id.clone());
+        let core = self.core.clone();
+        ctx.spawn(
+            async move { core.store.device_conversations(&device, &user).await }
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    act.refreshing = false;
+                    if std::mem::take(&mut act.refresh_again) {
+                        act.refresh(ctx);
+                    }
+                    let dcs = match res {
+                        Ok(dcs) => dcs,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "refresh failed");
+                            return;
+                        }
+                    };
+                    let mut behind = Vec::new();
+                    for dc in dcs {
+                        let key: Arc<str> = Arc::from(dc.conversation_id.as_str());
+                        let pos = act
+                            .convs
+                            .entry(key.clone())
+                            .or_insert_with(|| Position::from_device(&dc));
+                        pos.latest = pos.latest.max(dc.last_seq);
+                        if pos.latest > pos.pushed {
+                            behind.push(key);
+                        }
+                    }
+                    for k in behind {
+                        act.catch_up(k, ctx);
+                    }
+                }),
+        );
+    }
+
+    /// One `sync` page, then `synced`.
+    pub(super) fn sync(
+        &mut self,
+        id: String,
+        limit: Option<u32>,
+        by: Caller,
+        ctx: &mut Context<Self>,
+    ) {
+        self.commit_retractions(None, &by.device_id);
+        let l = &self.core.config.limits;
+        let limit = limit.unwrap_or(l.default_page).clamp(1, l.max_page);
+        let known: HashMap<Arc<str>, Position> = self.convs.clone();
+        let core = self.core.clone();
+        // `wait`: no live push interleaves with a page, so `pushed` stays exact.
+        ctx.wait(
+            async move {
+                reads::sync_page(&*core.store, &by.user_id, &by.device_id, &known, limit).await
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| match res {
+                Ok(page) => {
+                    for (conv, pos) in page.positions {
+                        let e = act.convs.entry(conv).or_default();
+                        let catching_up = e.catching_up;
+                        *e = Position { catching_up, ..pos };
+                    }
+                    for f in page.frames {
+                        act.enqueue(f, ctx);
+                    }
+                    act.enqueue(view::synced(id, page.more), ctx);
+                }
+                Err(e) => act.send_error(Some(id), e, ctx),
+            }),
+        );
+    }
+
+    /// Stores the retraction-log position that earlier sync pages reached (the client has
+    /// moved on, so it processed them).
+    pub(super) fn commit_retractions(&mut self, only: Option<&str>, device: &str) {
+        let mut updates = Vec::new();
+        for (conv, pos) in self.convs.iter_mut() {
+            if only.is_some_and(|o| o != &**conv) || pos.retraction_sent <= pos.retraction_cursor {
+                continue;
+            }
+            pos.retraction_cursor = pos.retraction_sent;
+            updates.push(CursorUpdate::DeviceRetractions {
+                device_id: device.to_string(),
+                conversation_id: conv.to_string(),
+                event_no: pos.retraction_sent,
+            });
+        }
+        if !updates.is_empty() {
+            let core = self.core.clone();
+            actix::spawn(async move {
+                if let Err(e) = core.store.advance_cursors(updates).await {
+                    tracing::warn!(error = %e, "retraction cursor update failed");
+                }
+            });
+        }
+    }
+}

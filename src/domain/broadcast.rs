@@ -1,0 +1,61 @@
+//! What one node hands to the sessions of every other node after it acted: committed
+//! messages, finished frames, membership events.
+//!
+//! It exists so that fan-out has one shape on every node: the owner of a conversation hands
+//! a `Broadcast` to its own sessions and, in a cluster, to the other nodes, which hand it to
+//! theirs through the same code (`actors::hub`). Like `ops`, it is postcard-encoded on the
+//! bus: no `skip_serializing_if`.
+
+use crate::storage::NewMessage;
+use parley_protocol::{Conversation, ConversationEvent};
+use serde::{Deserialize, Serialize};
+
+/// Which of a user's devices a frame is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Devices {
+    All,
+    /// Every device but this one (the one that caused the frame already knows).
+    Except(String),
+    /// Only this one (an `error` for a fire-and-forget request).
+    Only(String),
+}
+
+impl Devices {
+    pub fn includes(&self, device_id: &str) -> bool {
+        match self {
+            Devices::All => true,
+            Devices::Except(d) => d != device_id,
+            Devices::Only(d) => d == device_id,
+        }
+    }
+}
+
+/// One committed message: its seq and what was stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Committed {
+    pub seq: u64,
+    pub message: NewMessage,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Broadcast {
+    /// The messages of one commit batch, for every device of `members` (the sending device
+    /// gets its ack instead; the sender's other devices get the frame with `client_id`).
+    Messages {
+        conversation_id: String,
+        members: Vec<String>,
+        messages: Vec<Committed>,
+    },
+    /// A finished client frame (receipt, typing, presence, deleted, error).
+    Frame {
+        users: Vec<String>,
+        devices: Devices,
+        frame: String,
+    },
+    /// A membership change, for the sessions of `users` (members, and anyone just removed).
+    Conversation {
+        users: Vec<String>,
+        event: ConversationEvent,
+        conversation: Conversation,
+    },
+}

@@ -1,0 +1,227 @@
+//! The operations on a conversation, as data.
+//!
+//! A session or HTTP handler builds a `ConvRequest`; the conversation's actor handles it,
+//! wherever it runs: on this node it arrives in the actor's mailbox, on another node it
+//! crosses the bus in this same form (postcard-encoded), and the answer comes back as a
+//! `ConvResult`. Adding an operation is one variant here, its handler in
+//! `actors::conversation`, and its frame in `view`.
+//!
+//! These types are encoded with postcard, which is not self-describing: none of them may use
+//! `skip_serializing_if` (a skipped field would shift every field after it). `tests` below
+//! round-trips every variant.
+
+use crate::error::ApiError;
+use parley_protocol::{Attachment, Conversation, DeleteScope, ReceiptKind};
+use serde::{Deserialize, Serialize};
+
+/// The user and device a request acts for (from a verified token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    pub user_id: String,
+    pub device_id: String,
+}
+
+/// A message to append, validated and with its attachments resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submit {
+    pub by: Caller,
+    /// The client's idempotency key.
+    pub client_id: String,
+    pub text: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// The meta object as JSON text.
+    pub meta: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ConvRequest {
+    Submit(Submit),
+    /// The device holds (`Delivered`) or the user has read (`Read`) everything up to `seq`.
+    Cursor {
+        by: Caller,
+        kind: ReceiptKind,
+        seq: u64,
+    },
+    /// Retract (`Everyone`) or hide (`Me`) the message at `seq`; `id` is the client frame's.
+    Delete {
+        by: Caller,
+        id: String,
+        seq: u64,
+        scope: DeleteScope,
+    },
+    Typing {
+        by: Caller,
+    },
+    AddMembers {
+        by: Caller,
+        user_ids: Vec<String>,
+    },
+    RemoveMember {
+        by: Caller,
+        user_id: String,
+    },
+}
+
+impl ConvRequest {
+    pub fn caller(&self) -> &Caller {
+        match self {
+            ConvRequest::Submit(s) => &s.by,
+            ConvRequest::Cursor { by, .. }
+            | ConvRequest::Delete { by, .. }
+            | ConvRequest::Typing { by }
+            | ConvRequest::AddMembers { by, .. }
+            | ConvRequest::RemoveMember { by, .. } => by,
+        }
+    }
+
+    /// Operations whose sender waits for an answer. The others (cursor moves, typing) are
+    /// fire-and-forget: a refusal reaches the caller's device as an `error` frame.
+    pub fn expects_reply(&self) -> bool {
+        !matches!(
+            self,
+            ConvRequest::Cursor { .. } | ConvRequest::Typing { .. }
+        )
+    }
+}
+
+/// An `ack` as the conversation actor computes it (the wire `Ack` skips `duplicate` when
+/// false, which postcard cannot carry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AckInfo {
+    pub id: String,
+    pub conversation_id: String,
+    pub seq: u64,
+    pub message_id: String,
+    pub ts: i64,
+    pub duplicate: bool,
+}
+
+impl From<AckInfo> for parley_protocol::Ack {
+    fn from(a: AckInfo) -> Self {
+        parley_protocol::Ack {
+            id: a.id,
+            conversation_id: a.conversation_id,
+            seq: a.seq,
+            message_id: a.message_id,
+            ts: a.ts,
+            duplicate: a.duplicate,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ConvReply {
+    Ack(AckInfo),
+    Conversation(Conversation),
+    Done,
+}
+
+pub type ConvResult = Result<ConvReply, ApiError>;
+
+impl ConvReply {
+    pub fn into_ack(self) -> Result<AckInfo, ApiError> {
+        match self {
+            ConvReply::Ack(a) => Ok(a),
+            other => Err(ApiError::internal(format!(
+                "expected an ack, got {other:?}"
+            ))),
+        }
+    }
+    pub fn into_conversation(self) -> Result<Conversation, ApiError> {
+        match self {
+            ConvReply::Conversation(c) => Ok(c),
+            other => Err(ApiError::internal(format!(
+                "expected a conversation, got {other:?}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parley_protocol::{ConversationKind, ErrorCode};
+
+    fn caller() -> Caller {
+        Caller {
+            user_id: "u".into(),
+            device_id: "d".into(),
+        }
+    }
+
+    fn round_trip<T: Serialize + for<'a> Deserialize<'a> + PartialEq + std::fmt::Debug>(v: T) {
+        let bytes = postcard::to_stdvec(&v).unwrap();
+        assert_eq!(postcard::from_bytes::<T>(&bytes).unwrap(), v);
+    }
+
+    #[test]
+    fn every_request_and_reply_survives_postcard() {
+        let requests = vec![
+            ConvRequest::Submit(Submit {
+                by: caller(),
+                client_id: "c1".into(),
+                text: None,
+                attachments: vec![Attachment {
+                    file_id: "f".into(),
+                    size: 3,
+                    content_type: "image/png".into(),
+                    sha256: "ab".into(),
+                }],
+                meta: Some(r#"{"k":1}"#.into()),
+            }),
+            ConvRequest::Cursor {
+                by: caller(),
+                kind: ReceiptKind::Read,
+                seq: 9,
+            },
+            ConvRequest::Delete {
+                by: caller(),
+                id: "x".into(),
+                seq: 2,
+                scope: DeleteScope::Me,
+            },
+            ConvRequest::Typing { by: caller() },
+            ConvRequest::AddMembers {
+                by: caller(),
+                user_ids: vec!["a".into(), "b".into()],
+            },
+            ConvRequest::RemoveMember {
+                by: caller(),
+                user_id: "a".into(),
+            },
+        ];
+        for r in requests {
+            round_trip(r);
+        }
+        let ack = AckInfo {
+            id: "c1".into(),
+            conversation_id: "k".into(),
+            seq: 4,
+            message_id: "m".into(),
+            ts: 5,
+            duplicate: false,
+        };
+        let conv = Conversation {
+            conversation_id: "k".into(),
+            kind: ConversationKind::Group,
+            title: None,
+            members: vec!["u".into()],
+            admins: vec![],
+            created_at: 1,
+            last_seq: 0,
+        };
+        let results: Vec<ConvResult> = vec![
+            Ok(ConvReply::Ack(ack)),
+            Ok(ConvReply::Conversation(conv)),
+            Ok(ConvReply::Done),
+            Err(ApiError::new(ErrorCode::Forbidden, "no")),
+        ];
+        for r in results {
+            round_trip(r);
+        }
+        // The cause of an error stays on its node.
+        let e = ApiError::internal("disk on fire");
+        let back: ApiError = postcard::from_bytes(&postcard::to_stdvec(&e).unwrap()).unwrap();
+        assert_eq!((back.code, back.cause), (ErrorCode::Internal, None));
+    }
+}

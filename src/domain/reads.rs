@@ -1,0 +1,243 @@
+//! The read-only queries of the contract: message pages (history over WebSocket and HTTP),
+//! what a device is owed in one conversation (gap repair), and `sync` pages.
+//!
+//! It exists so that every way of reading messages applies the same rules: nothing from
+//! before the member joined, nothing the user hid, retracted messages as tombstones (in pages)
+//! or `deleted` frames (in what is owed), pages bounded by their limit.
+
+use super::{rules, view};
+use crate::error::ApiResult;
+use crate::storage::{DeviceConversation, MemberRow, Order, Store, StoreResult};
+use bytestring::ByteString;
+use parley_protocol::Message;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Where one device stands in one conversation, as its session tracks it.
+#[derive(Default, Clone, Debug, PartialEq)]
+pub struct Position {
+    /// Highest seq handed to the device, in order.
+    pub pushed: u64,
+    /// Highest seq known to exist.
+    pub latest: u64,
+    /// A catch-up read is in flight.
+    pub catching_up: bool,
+    pub read: u64,
+    /// Retraction log position stored for the device, and the highest event sent since.
+    pub retraction_cursor: u64,
+    pub retraction_sent: u64,
+}
+
+impl Position {
+    /// A conversation as the store knows it for this device, before a session pushed anything.
+    pub fn from_device(dc: &DeviceConversation) -> Position {
+        Position {
+            pushed: dc.delivered_seq,
+            latest: dc.last_seq,
+            catching_up: false,
+            read: dc.read_seq,
+            retraction_cursor: dc.retraction_cursor,
+            retraction_sent: dc.retraction_cursor,
+        }
+    }
+
+    /// A conversation this device learned of from an event: nothing before `joined` is owed.
+    pub fn joined_at(joined: u64, last_seq: u64) -> Position {
+        Position {
+            pushed: joined,
+            latest: last_seq,
+            read: joined,
+            ..Default::default()
+        }
+    }
+}
+
+/// `user`'s membership, read from the store and checked by the one membership rule (an
+/// unknown conversation is `not_found`, as everywhere).
+pub async fn member(store: &dyn Store, conversation_id: &str, user: &str) -> ApiResult<MemberRow> {
+    let row = store.member(conversation_id, user).await?;
+    if row.is_none() && store.load_conversation(conversation_id).await?.is_none() {
+        return Err(rules::no_conversation());
+    }
+    rules::stored_member(row)
+}
+
+/// Messages with `after < seq < before`, ascending, without the ones the user hid; retracted
+/// ones as tombstones. `Order::Desc` takes the newest `limit` below `before` (history),
+/// `Order::Asc` the oldest above `after` (forward paging). Callers pass the member's join seq
+/// as the lowest `after`.
+pub async fn message_page(
+    store: &dyn Store,
+    user: &str,
+    conversation_id: &str,
+    after: u64,
+    before: u64,
+    limit: u32,
+    order: Order,
+) -> StoreResult<Vec<Message>> {
+    let mut msgs = store
+        .messages(conversation_id, after, before, limit, order)
+        .await?;
+    if order == Order::Desc {
+        msgs.reverse();
+    }
+    let hidden = match (msgs.first(), msgs.last()) {
+        (Some(a), Some(b)) => {
+            store
+                .hidden_seqs(user, conversation_id, a.seq - 1, b.seq + 1)
+                .await?
+        }
+        _ => Vec::new(),
+    };
+    Ok(msgs
+        .into_iter()
+        .filter(|m| !hidden.contains(&m.seq))
+        .map(|m| view::stored_message(m, user))
+        .collect())
+}
+
+/// A history page for a member: the newest `limit` messages below `before`.
+pub async fn history(
+    store: &dyn Store,
+    user: &str,
+    conversation_id: &str,
+    before: u64,
+    limit: u32,
+) -> ApiResult<Vec<Message>> {
+    let joined = member(store, conversation_id, user).await?.joined_seq;
+    Ok(message_page(
+        store,
+        user,
+        conversation_id,
+        joined,
+        before,
+        limit,
+        Order::Desc,
+    )
+    .await?)
+}
+
+/// What a device is owed in one conversation after `after`: `(seq, frame)` in seq order; the
+/// frame is `None` for a message the user hid (the position still advances).
+pub async fn owed_frames(
+    store: &dyn Store,
+    user: &str,
+    conversation_id: &str,
+    after: u64,
+    limit: u32,
+) -> StoreResult<Vec<(u64, Option<ByteString>)>> {
+    let msgs = store
+        .messages(conversation_id, after, u64::MAX, limit, Order::Asc)
+        .await?;
+    let Some(last) = msgs.last().map(|m| m.seq) else {
+        return Ok(Vec::new());
+    };
+    let hidden = store
+        .hidden_seqs(user, conversation_id, after, last + 1)
+        .await?;
+    Ok(msgs
+        .into_iter()
+        .map(|m| {
+            let seq = m.seq;
+            let frame = (!hidden.contains(&seq)).then(|| view::owed_message(m, user));
+            (seq, frame)
+        })
+        .collect())
+}
+
+pub struct SyncPage {
+    /// The new position of every conversation of the device.
+    pub positions: Vec<(Arc<str>, Position)>,
+    pub frames: Vec<ByteString>,
+    pub more: bool,
+}
+
+/// One `sync` page of at most `limit` frames, continuing from the positions the session
+/// `known`s (or the device's stored cursors for conversations it has not seen).
+pub async fn sync_page(
+    store: &dyn Store,
+    user: &str,
+    device: &str,
+    known: &HashMap<Arc<str>, Position>,
+    limit: u32,
+) -> ApiResult<SyncPage> {
+    let dcs = store.device_conversations(device, user).await?;
+    let mut budget = limit as usize;
+    let mut page = SyncPage {
+        positions: Vec::new(),
+        frames: Vec::new(),
+        more: false,
+    };
+    for dc in dcs {
+        let key: Arc<str> = Arc::from(dc.conversation_id.as_str());
+        let mut pos = known
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| Position::from_device(&dc));
+        pos.pushed = pos.pushed.max(dc.delivered_seq);
+        pos.latest = pos.latest.max(dc.last_seq);
+        pos.read = pos.read.max(dc.read_seq);
+        pos.retraction_cursor = pos.retraction_cursor.max(dc.retraction_cursor);
+        pos.retraction_sent = pos.retraction_sent.max(pos.retraction_cursor);
+        if budget > 0 {
+            budget = sync_conversation(store, user, &dc, &mut pos, budget, &mut page).await?;
+        }
+        page.more |= pos.latest > pos.pushed;
+        page.positions.push((key, pos));
+    }
+    Ok(page)
+}
+
+/// Adds one conversation's share of a sync page: retractions of messages the device holds,
+/// then what it is owed, within `budget` frames. Returns the budget left.
+async fn sync_conversation(
+    store: &dyn Store,
+    user: &str,
+    dc: &DeviceConversation,
+    pos: &mut Position,
+    mut budget: usize,
+    page: &mut SyncPage,
+) -> ApiResult<usize> {
+    let held = pos.pushed;
+    let rs = store
+        .retractions_since(
+            &dc.conversation_id,
+            user,
+            pos.retraction_sent,
+            budget as u32,
+        )
+        .await?;
+    if rs.len() == budget {
+        page.more = true;
+    }
+    for r in rs {
+        pos.retraction_sent = r.event_no;
+        if r.seq <= held {
+            page.frames.push(view::deleted(
+                &r.conversation_id,
+                r.seq,
+                r.scope,
+                &r.by_user,
+            ));
+            budget -= 1;
+        }
+    }
+    if pos.latest > pos.pushed && budget > 0 {
+        let items =
+            owed_frames(store, user, &dc.conversation_id, pos.pushed, budget as u32).await?;
+        for (seq, frame) in items {
+            if seq != pos.pushed + 1 {
+                break;
+            }
+            pos.pushed = seq;
+            if let Some(f) = frame {
+                page.frames.push(f);
+                budget -= 1;
+            }
+            if budget == 0 {
+                break;
+            }
+        }
+    }
+    Ok(budget)
+}

@@ -1,0 +1,202 @@
+//! Every check of input, limits and permissions, each written once.
+//!
+//! It exists so that a rule means the same wherever it applies: membership is decided here
+//! for the conversation actor (on the state it owns) and for the HTTP handlers and history
+//! reads (on what the store returns); the group-size limit for creating a group and for
+//! adding members; and each client-facing limit names the same error code everywhere.
+
+use crate::config::Limits;
+use crate::error::{ApiError, ApiResult};
+use crate::storage::{ConversationState, MemberRow, Role, StoredMessage};
+use parley_protocol::{ConversationKind, PushTarget, SendFrame};
+
+fn not_a_member() -> ApiError {
+    ApiError::forbidden("not a member of this conversation")
+}
+
+pub fn no_conversation() -> ApiError {
+    ApiError::not_found("no such conversation")
+}
+
+/// `user`'s membership in a conversation whose members are `members`.
+pub fn member<'a>(members: &'a [MemberRow], user: &str) -> ApiResult<&'a MemberRow> {
+    members
+        .iter()
+        .find(|m| m.user_id == user)
+        .ok_or_else(not_a_member)
+}
+
+/// The same rule on a member row read from the store.
+pub fn stored_member(row: Option<MemberRow>) -> ApiResult<MemberRow> {
+    row.ok_or_else(not_a_member)
+}
+
+pub fn group_size(limits: &Limits, members: usize) -> ApiResult<()> {
+    if members > limits.max_group_members {
+        return Err(ApiError::too_large(format!(
+            "a group has at most {} members",
+            limits.max_group_members
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a `send` frame; returns its meta as JSON text.
+pub fn send(limits: &Limits, f: &SendFrame) -> ApiResult<Option<String>> {
+    if f.id.is_empty() || f.id.len() > limits.max_client_id_bytes {
+        return Err(ApiError::bad_request(format!(
+            "id must be 1..{} bytes",
+            limits.max_client_id_bytes
+        )));
+    }
+    if f.conversation_id.is_some() == f.to.is_some() {
+        return Err(ApiError::bad_request(
+            "give exactly one of conversation_id and to",
+        ));
+    }
+    if f.text
+        .as_ref()
+        .is_some_and(|t| t.len() > limits.max_text_bytes)
+    {
+        return Err(ApiError::too_large(format!(
+            "text is over {} bytes",
+            limits.max_text_bytes
+        )));
+    }
+    if f.attachments.len() > limits.max_attachments {
+        return Err(ApiError::too_large(format!(
+            "at most {} attachments",
+            limits.max_attachments
+        )));
+    }
+    if f.text.as_deref().unwrap_or("").is_empty() && f.attachments.is_empty() {
+        return Err(ApiError::bad_request("a message needs text or attachments"));
+    }
+    match &f.meta {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => {
+            let s = v.to_string();
+            if s.len() > limits.max_meta_bytes {
+                return Err(ApiError::too_large(format!(
+                    "meta is over {} bytes",
+                    limits.max_meta_bytes
+                )));
+            }
+            Ok(Some(s))
+        }
+        Some(_) => Err(ApiError::bad_request("meta must be a JSON object")),
+    }
+}
+
+/// Who may add `user_ids` to the conversation; returns the ones not already members.
+pub fn add_members(
+    limits: &Limits,
+    state: &ConversationState,
+    by: &str,
+    user_ids: &[String],
+) -> ApiResult<Vec<String>> {
+    let adder = member(&state.members, by)?;
+    if state.row.kind != ConversationKind::Group {
+        return Err(ApiError::bad_request("members can be added to groups only"));
+    }
+    if adder.role != Role::Admin {
+        return Err(ApiError::forbidden("only a group admin may add members"));
+    }
+    let mut new: Vec<String> = Vec::new();
+    for u in user_ids {
+        if !state.members.iter().any(|m| &m.user_id == u) && !new.contains(u) {
+            new.push(u.clone());
+        }
+    }
+    group_size(limits, state.members.len() + new.len())?;
+    Ok(new)
+}
+
+/// Whether `by` may remove `user` (themselves, or anyone if a group admin).
+pub fn remove_member(state: &ConversationState, by: &str, user: &str) -> ApiResult<()> {
+    let remover = member(&state.members, by)?;
+    if state.row.kind != ConversationKind::Group {
+        return Err(ApiError::bad_request(
+            "members can be removed from groups only",
+        ));
+    }
+    if by != user && remover.role != Role::Admin {
+        return Err(ApiError::forbidden(
+            "only a group admin may remove other members",
+        ));
+    }
+    if !state.members.iter().any(|m| m.user_id == user) {
+        return Err(ApiError::not_found("not a member"));
+    }
+    Ok(())
+}
+
+/// Whether `by` may retract `msg` for everyone: its sender within the window, or a group
+/// admin at any time.
+pub fn retract_for_everyone(
+    state: &ConversationState,
+    by: &MemberRow,
+    msg: &StoredMessage,
+    now_ms: i64,
+    window_secs: u64,
+) -> ApiResult<()> {
+    let own = msg.sender_id == by.user_id;
+    let in_window = now_ms - msg.ts <= window_secs as i64 * 1000;
+    let admin = state.row.kind == ConversationKind::Group && by.role == Role::Admin;
+    if (own && in_window) || admin {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(if own {
+        "the retraction window has passed"
+    } else {
+        "only the sender or a group admin may retract for everyone"
+    }))
+}
+
+pub fn username(u: &str) -> ApiResult<()> {
+    let ok = (1..=64).contains(&u.len())
+        && u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !ok {
+        return Err(ApiError::bad_request(
+            "username: 1-64 characters of a-z, A-Z, 0-9, _ . -",
+        ));
+    }
+    Ok(())
+}
+
+pub fn password(p: &str) -> ApiResult<()> {
+    if p.len() < 8 || p.len() > 1024 {
+        return Err(ApiError::bad_request("password: 8 to 1024 bytes"));
+    }
+    Ok(())
+}
+
+/// Display names, device names and group titles.
+pub fn short_text(field: &str, v: Option<&str>) -> ApiResult<()> {
+    if v.is_some_and(|v| v.len() > 256) {
+        return Err(ApiError::bad_request(format!("{field}: at most 256 bytes")));
+    }
+    Ok(())
+}
+
+pub fn push_target(t: &PushTarget) -> ApiResult<()> {
+    let token_ok =
+        |t: &Option<String>| t.as_ref().is_some_and(|t| !t.is_empty() && t.len() <= 4096);
+    let url_ok = |e: &Option<String>, https_only: bool| {
+        e.as_ref().is_some_and(|e| {
+            e.len() <= 2048
+                && (e.starts_with("https://") || (!https_only && e.starts_with("http://")))
+        })
+    };
+    let refusal = match t.provider.as_str() {
+        "fcm" | "apns" if token_ok(&t.token) => return Ok(()),
+        "fcm" | "apns" => "fcm and apns need a token (1-4096 bytes)",
+        "webpush" if url_ok(&t.endpoint, true) => return Ok(()),
+        "webpush" => "webpush needs an https:// endpoint",
+        "webhook" if url_ok(&t.endpoint, false) => return Ok(()),
+        "webhook" => "webhook needs an http(s):// endpoint",
+        _ => "provider must be fcm, apns, webpush or webhook",
+    };
+    Err(ApiError::bad_request(refusal))
+}

@@ -1,0 +1,157 @@
+//! Conversations over HTTP: create, list, read one, change members, page through messages.
+//! Membership changes go to the conversation's actor (`routing::ask`); reads check
+//! membership with the same rule through `domain::reads`.
+
+use crate::actors::routing::ask;
+use crate::actors::{create, Core};
+use crate::domain::{reads, rules, view, Caller, ConvRequest};
+use crate::error::{ApiError, ApiResult};
+use crate::storage::Order;
+use actix_web::{web, HttpResponse};
+use parley_protocol::{AddMembers, ConversationKind, ConversationSummary, CreateConversation};
+use serde::Deserialize;
+use serde_json::json;
+
+/// The conversation as `user`, a member, sees it.
+async fn load_for(core: &Core, id: &str, user: &str) -> ApiResult<parley_protocol::Conversation> {
+    let st = core
+        .store
+        .load_conversation(id)
+        .await?
+        .ok_or_else(rules::no_conversation)?;
+    rules::member(&st.members, user)?;
+    Ok(view::conversation(&st))
+}
+
+pub async fn create(
+    core: web::Data<Core>,
+    caller: Caller,
+    body: web::Json<CreateConversation>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let core = core.into_inner();
+    match b.kind {
+        ConversationKind::Direct => {
+            let others: Vec<&String> = b.members.iter().filter(|m| **m != caller.user_id).collect();
+            if others.len() != 1 {
+                return Err(ApiError::bad_request(
+                    "a direct conversation has exactly one other member",
+                ));
+            }
+            let (id, created) = create::direct(&core, &caller.user_id, others[0]).await?;
+            let conv = load_for(&core, &id, &caller.user_id).await?;
+            Ok(if created {
+                HttpResponse::Created().json(conv)
+            } else {
+                HttpResponse::Ok().json(conv)
+            })
+        }
+        ConversationKind::Group => {
+            let id = create::group(&core, &caller.user_id, b.title, b.members).await?;
+            Ok(HttpResponse::Created().json(load_for(&core, &id, &caller.user_id).await?))
+        }
+    }
+}
+
+pub async fn list(core: web::Data<Core>, caller: Caller) -> ApiResult<HttpResponse> {
+    let dcs = core
+        .store
+        .device_conversations(&caller.device_id, &caller.user_id)
+        .await?;
+    let mut out = Vec::with_capacity(dcs.len());
+    for dc in dcs {
+        let Some(st) = core.store.load_conversation(&dc.conversation_id).await? else {
+            continue;
+        };
+        let unread = core
+            .store
+            .count_unread(&dc.conversation_id, &caller.user_id, dc.read_seq)
+            .await?;
+        out.push(ConversationSummary {
+            conversation: view::conversation(&st),
+            delivered_seq: dc.delivered_seq,
+            read_seq: dc.read_seq,
+            unread,
+        });
+    }
+    Ok(HttpResponse::Ok().json(json!({"conversations": out})))
+}
+
+pub async fn get(
+    core: web::Data<Core>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(load_for(&core, &path, &caller.user_id).await?))
+}
+
+pub async fn add_members(
+    core: web::Data<Core>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<AddMembers>,
+) -> ApiResult<HttpResponse> {
+    let user_ids = body.into_inner().user_ids;
+    if user_ids.is_empty() {
+        return Err(ApiError::bad_request("user_ids is empty"));
+    }
+    let request = ConvRequest::AddMembers {
+        by: caller,
+        user_ids,
+    };
+    let conv = ask(&core.into_inner(), &path, request)
+        .await?
+        .into_conversation()?;
+    Ok(HttpResponse::Ok().json(conv))
+}
+
+pub async fn remove_member(
+    core: web::Data<Core>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (id, user_id) = path.into_inner();
+    let request = ConvRequest::RemoveMember {
+        by: caller,
+        user_id,
+    };
+    ask(&core.into_inner(), &id, request).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct Paging {
+    before_seq: Option<u64>,
+    after_seq: Option<u64>,
+    limit: Option<u32>,
+}
+
+pub async fn messages(
+    core: web::Data<Core>,
+    caller: Caller,
+    path: web::Path<String>,
+    q: web::Query<Paging>,
+) -> ApiResult<HttpResponse> {
+    let joined = reads::member(&*core.store, &path, &caller.user_id)
+        .await?
+        .joined_seq;
+    let l = &core.config.limits;
+    let limit = q.limit.unwrap_or(l.default_page).clamp(1, l.max_page);
+    let before = q.before_seq.unwrap_or(u64::MAX);
+    // With after_seq: forward paging from a known position; otherwise the newest page.
+    let (after, order) = match q.after_seq {
+        Some(after) => (after.max(joined), Order::Asc),
+        None => (joined, Order::Desc),
+    };
+    let messages = reads::message_page(
+        &*core.store,
+        &caller.user_id,
+        &path,
+        after,
+        before,
+        limit,
+        order,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"messages": messages})))
+}

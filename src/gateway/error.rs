@@ -1,0 +1,24 @@
+//! `ApiError` as an HTTP response: the contract's status and `{"error":{"code","message"}}`
+//! body. A cause the error carries is logged here, once, as the request's failure is handled.
+
+use crate::error::ApiError;
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use parley_protocol::{ErrorBody, ErrorDetail};
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Some(cause) = &self.cause {
+            tracing::warn!(error = %cause, code = self.code.as_str(), "request failed");
+        }
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+            },
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! Conversations, members (by conversation, and conversations by user), and a device's view
+//! of its conversations.
+
+use super::rows::{ConversationCols, DeviceCursorCols, MemberCols};
+use super::{bigint, cql, messages, retractions, users, ScyllaStore};
+use crate::storage::{
+    ConversationRow, ConversationState, CreateOutcome, DeviceConversation, MemberRow, Role,
+    StoreError, StoreResult,
+};
+use std::collections::{BTreeSet, HashMap};
+
+pub(super) async fn ids_of_user(s: &ScyllaStore, user_id: &str) -> StoreResult<Vec<String>> {
+    Ok(s.rows::<(String,)>(&cql::CONVERSATIONS_OF_USER, (user_id,))
+        .await?
+        .into_iter()
+        .map(|r| r.0)
+        .collect())
+}
+
+async fn members(s: &ScyllaStore, id: &str) -> StoreResult<Vec<MemberRow>> {
+    Ok(s.rows::<MemberCols>(&cql::MEMBERS, (id,))
+        .await?
+        .into_iter()
+        .map(MemberRow::from)
+        .collect())
+}
+
+pub(super) async fn member(
+    s: &ScyllaStore,
+    id: &str,
+    user: &str,
+) -> StoreResult<Option<MemberRow>> {
+    Ok(s.row::<MemberCols>(&cql::MEMBER, (id, user))
+        .await?
+        .map(MemberRow::from))
+}
+
+/// Gives each device of `user_id` a cursor at `seq` in the conversation.
+async fn set_device_cursors(s: &ScyllaStore, id: &str, user_id: &str, seq: u64) -> StoreResult<()> {
+    let events = retractions::last_event(s, id).await?;
+    for device in users::devices_of_user(s, user_id).await? {
+        s.exec(
+            &cql::SET_DEVICE_CURSOR,
+            (device.as_str(), id, bigint(seq), bigint(events)),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn create(
+    s: &ScyllaStore,
+    row: ConversationRow,
+    members: Vec<(String, Role)>,
+    direct_key: Option<String>,
+) -> StoreResult<CreateOutcome> {
+    let id = row.conversation_id.as_str();
+    if let Some(key) = &direct_key {
+        if !s.lwt(&cql::CLAIM_DIRECT_PAIR, (key.as_str(), id)).await? {
+            let existing = s
+                .row::<(Option<String>,)>(&cql::DIRECT_PAIR, (key.as_str(),))
+                .await?
+                .and_then(|r| r.0)
+                .ok_or_else(|| StoreError::Unavailable("direct pair claim vanished".into()))?;
+            return Ok(CreateOutcome::Existing(existing));
+        }
+    }
+    s.exec(
+        &cql::INSERT_CONVERSATION,
+        (
+            id,
+            row.kind.as_str(),
+            row.title.as_deref(),
+            row.created_by.as_str(),
+            row.created_at,
+        ),
+    )
+    .await?;
+    s.exec(&cql::SET_HEAD, (0i64, id)).await?;
+    for (user, role) in &members {
+        s.exec(
+            &cql::INSERT_MEMBER,
+            (id, user.as_str(), role.as_str(), 0i64, 0i64, 0i64),
+        )
+        .await?;
+        s.exec(&cql::INSERT_CONVERSATION_BY_USER, (user.as_str(), id))
+            .await?;
+        set_device_cursors(s, id, user, 0).await?;
+    }
+    Ok(CreateOutcome::Created)
+}
+
+pub(super) async fn load(s: &ScyllaStore, id: &str) -> StoreResult<Option<ConversationState>> {
+    let Some(r) = s
+        .row::<ConversationCols>(&cql::CONVERSATION_BY_ID, (id,))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let row = ConversationRow {
+        kind: r.kind(),
+        conversation_id: r.conversation_id,
+        title: r.title,
+        created_by: r.created_by,
+        created_at: r.created_at,
+    };
+    let members = members(s, id).await?;
+    // A new owner continues from the stored maximum, repairing what a dead writer left.
+    let last_seq = messages::last_seq(s, id, true).await?;
+    let last_event_no = retractions::last_event(s, id).await?;
+    Ok(Some(ConversationState {
+        row,
+        members,
+        last_seq,
+        last_event_no,
+    }))
+}
+
+pub(super) async fn contacts_of_user(s: &ScyllaStore, user_id: &str) -> StoreResult<Vec<String>> {
+    let mut out = BTreeSet::new();
+    for conv in ids_of_user(s, user_id).await? {
+        for m in members(s, &conv).await? {
+            if m.user_id != user_id {
+                out.insert(m.user_id);
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+pub(super) async fn add_members(
+    s: &ScyllaStore,
+    id: &str,
+    user_ids: Vec<String>,
+    joined_seq: u64,
+) -> StoreResult<()> {
+    for u in &user_ids {
+        if member(s, id, u).await?.is_some() {
+            continue;
+        }
+        let j = bigint(joined_seq);
+        s.exec(&cql::INSERT_MEMBER, (id, u.as_str(), "member", j, j, j))
+            .await?;
+        s.exec(&cql::INSERT_CONVERSATION_BY_USER, (u.as_str(), id))
+            .await?;
+        set_device_cursors(s, id, u, joined_seq).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn remove_member(s: &ScyllaStore, id: &str, user_id: &str) -> StoreResult<()> {
+    if member(s, id, user_id).await?.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    s.exec(&cql::DELETE_MEMBER, (id, user_id)).await?;
+    s.exec(&cql::DELETE_CONVERSATION_BY_USER, (user_id, id))
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn of_device(
+    s: &ScyllaStore,
+    device_id: &str,
+    user_id: &str,
+) -> StoreResult<Vec<DeviceConversation>> {
+    let cursors: HashMap<String, (u64, u64)> = s
+        .rows::<DeviceCursorCols>(&cql::DEVICE_CURSORS, (device_id,))
+        .await?
+        .into_iter()
+        .map(|c| {
+            let pos = (c.delivered_seq as u64, c.retraction_cursor as u64);
+            (c.conversation_id, pos)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for conv in ids_of_user(s, user_id).await? {
+        let Some(m) = member(s, &conv, user_id).await? else {
+            continue;
+        };
+        let (delivered, retractions) = cursors.get(&conv).copied().unwrap_or((m.joined_seq, 0));
+        out.push(DeviceConversation {
+            last_seq: messages::last_seq(s, &conv, false).await?,
+            conversation_id: conv,
+            delivered_seq: delivered,
+            read_seq: m.read_seq,
+            retraction_cursor: retractions,
+            joined_seq: m.joined_seq,
+        });
+    }
+    Ok(out)
+}

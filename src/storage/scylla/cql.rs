@@ -1,0 +1,462 @@
+//! Every CQL statement the ScyllaDB store runs, in one place, with the CQL types of its bind
+//! markers in order.
+//!
+//! No ScyllaDB node is reachable where this project is built and tested, so the statements
+//! are checked against `schema/scylla/*.cql` by a test instead (see `tests` below): each table
+//! and column exists, partition keys (and, for single-row writes, clustering keys) are bound,
+//! an INSERT names its whole primary key, and each bind marker's declared type is the type of
+//! the column it binds. The driver code prepares these constants and binds values of exactly
+//! the declared types.
+//!
+//! Statements name tables without a keyspace: the session selects the keyspace.
+
+/// A CQL column type, as far as Parley uses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CqlType {
+    Text,
+    BigInt,
+    Int,
+    Boolean,
+}
+
+pub struct Stmt {
+    pub name: &'static str,
+    pub cql: &'static str,
+    /// One entry per `?`, in order.
+    pub binds: &'static [CqlType],
+}
+
+use CqlType::{BigInt, Boolean, Int, Text};
+
+macro_rules! stmts {
+    ($( $id:ident = $cql:literal, [$($t:ident),*]; )*) => {
+        $( pub const $id: Stmt = Stmt { name: stringify!($id), cql: $cql, binds: &[$($t),*] }; )*
+        /// All statements, for the schema check and for preparing them at start-up.
+        pub const ALL: &[&Stmt] = &[$(&$id),*];
+    };
+}
+
+/// Messages live in partitions of this many seqs: `bucket = seq / MESSAGE_BUCKET`.
+pub const MESSAGE_BUCKET: u64 = 4096;
+
+pub fn bucket(seq: u64) -> i64 {
+    (seq / MESSAGE_BUCKET) as i64
+}
+
+stmts! {
+    // users
+    CLAIM_USERNAME = "INSERT INTO users_by_name (username, user_id) VALUES (?, ?) IF NOT EXISTS", [Text, Text];
+    INSERT_USER = "INSERT INTO users (user_id, username, display_name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)", [Text, Text, Text, Text, BigInt];
+    USER_ID_BY_NAME = "SELECT user_id FROM users_by_name WHERE username = ?", [Text];
+    USER_BY_ID = "SELECT user_id, username, display_name, password_hash, created_at FROM users WHERE user_id = ?", [Text];
+
+    // devices
+    INSERT_DEVICE = "INSERT INTO devices (device_id, user_id, name, created_at) VALUES (?, ?, ?, ?)", [Text, Text, Text, BigInt];
+    INSERT_DEVICE_BY_USER = "INSERT INTO devices_by_user (user_id, device_id) VALUES (?, ?)", [Text, Text];
+    DEVICE_BY_ID = "SELECT device_id, user_id, name, created_at, push_provider, push_token, push_endpoint FROM devices WHERE device_id = ?", [Text];
+    DEVICES_OF_USER = "SELECT device_id FROM devices_by_user WHERE user_id = ?", [Text];
+    SET_PUSH_TARGET = "UPDATE devices SET push_provider = ?, push_token = ?, push_endpoint = ? WHERE device_id = ? IF EXISTS", [Text, Text, Text, Text];
+
+    // conversations and members
+    CLAIM_DIRECT_PAIR = "INSERT INTO direct_pairs (direct_key, conversation_id) VALUES (?, ?) IF NOT EXISTS", [Text, Text];
+    DIRECT_PAIR = "SELECT conversation_id FROM direct_pairs WHERE direct_key = ?", [Text];
+    INSERT_CONVERSATION = "INSERT INTO conversations (conversation_id, kind, title, created_by, created_at) VALUES (?, ?, ?, ?, ?)", [Text, Text, Text, Text, BigInt];
+    CONVERSATION_BY_ID = "SELECT conversation_id, kind, title, created_by, created_at FROM conversations WHERE conversation_id = ?", [Text];
+    INSERT_MEMBER = "INSERT INTO members (conversation_id, user_id, role, joined_seq, delivered_seq, read_seq) VALUES (?, ?, ?, ?, ?, ?)", [Text, Text, Text, BigInt, BigInt, BigInt];
+    INSERT_CONVERSATION_BY_USER = "INSERT INTO conversations_by_user (user_id, conversation_id) VALUES (?, ?)", [Text, Text];
+    MEMBERS = "SELECT user_id, role, joined_seq, delivered_seq, read_seq FROM members WHERE conversation_id = ?", [Text];
+    MEMBER = "SELECT user_id, role, joined_seq, delivered_seq, read_seq FROM members WHERE conversation_id = ? AND user_id = ?", [Text, Text];
+    DELETE_MEMBER = "DELETE FROM members WHERE conversation_id = ? AND user_id = ?", [Text, Text];
+    DELETE_CONVERSATION_BY_USER = "DELETE FROM conversations_by_user WHERE user_id = ? AND conversation_id = ?", [Text, Text];
+    CONVERSATIONS_OF_USER = "SELECT conversation_id FROM conversations_by_user WHERE user_id = ?", [Text];
+
+    // the head of a conversation: a hint of its last seq (the truth is the messages table:
+    // readers probe past the head, see storage/scylla.rs)
+    SET_HEAD = "UPDATE conversation_heads SET last_seq = ? WHERE conversation_id = ?", [BigInt, Text];
+    HEAD = "SELECT last_seq FROM conversation_heads WHERE conversation_id = ?", [Text];
+
+    // messages
+    // conditional: (conversation, seq) is unique whoever writes; one Paxos round per bucket
+    INSERT_MESSAGE = "INSERT INTO messages (conversation_id, bucket, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS", [Text, BigInt, BigInt, Text, Text, Text, Text, BigInt, Text, Text, Text, Boolean];
+    LAST_IN_BUCKET = "SELECT seq FROM messages WHERE conversation_id = ? AND bucket = ? ORDER BY seq DESC LIMIT 1", [Text, BigInt];
+    MESSAGES_ASC = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by FROM messages WHERE conversation_id = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?", [Text, BigInt, BigInt, BigInt, Int];
+    MESSAGES_DESC = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by FROM messages WHERE conversation_id = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?", [Text, BigInt, BigInt, BigInt, Int];
+    MESSAGE = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by FROM messages WHERE conversation_id = ? AND bucket = ? AND seq = ?", [Text, BigInt, BigInt];
+    // conditional too: the row was written by an LWT, and a plain write mixed with LWTs on the
+    // same row can be ordered before it (its timestamp is not a Paxos ballot) and be lost
+    PURGE_MESSAGE = "UPDATE messages SET text = null, attachments = null, meta = null, deleted = ?, deleted_by = ? WHERE conversation_id = ? AND bucket = ? AND seq = ? IF EXISTS", [Boolean, Text, Text, BigInt, BigInt];
+
+    // idempotency (expired by TTL)
+    IDEMPOTENCY = "SELECT conversation_id, seq, message_id, ts FROM idempotency WHERE device_id = ? AND client_id = ?", [Text, Text];
+    INSERT_IDEMPOTENCY = "INSERT INTO idempotency (device_id, client_id, conversation_id, seq, message_id, ts) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?", [Text, Text, Text, BigInt, Text, BigInt, Int];
+
+    // cursors: conditional so that they never move backwards
+    DEVICE_CURSORS = "SELECT conversation_id, delivered_seq, retraction_cursor FROM device_cursors WHERE device_id = ?", [Text];
+    SET_DEVICE_CURSOR = "INSERT INTO device_cursors (device_id, conversation_id, delivered_seq, retraction_cursor) VALUES (?, ?, ?, ?)", [Text, Text, BigInt, BigInt];
+    ADVANCE_DEVICE_DELIVERED = "UPDATE device_cursors SET delivered_seq = ? WHERE device_id = ? AND conversation_id = ? IF delivered_seq < ?", [BigInt, Text, Text, BigInt];
+    ADVANCE_DEVICE_RETRACTIONS = "UPDATE device_cursors SET retraction_cursor = ? WHERE device_id = ? AND conversation_id = ? IF retraction_cursor < ?", [BigInt, Text, Text, BigInt];
+    ADVANCE_MEMBER_DELIVERED = "UPDATE members SET delivered_seq = ? WHERE conversation_id = ? AND user_id = ? IF delivered_seq < ?", [BigInt, Text, Text, BigInt];
+    ADVANCE_MEMBER_READ = "UPDATE members SET read_seq = ? WHERE conversation_id = ? AND user_id = ? IF read_seq < ?", [BigInt, Text, Text, BigInt];
+
+    // retractions and hides
+    INSERT_RETRACTION = "INSERT INTO retractions (conversation_id, event_no, seq, scope, by_user, for_user, ts) VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS", [Text, BigInt, BigInt, Text, Text, Text, BigInt];
+    LAST_RETRACTION = "SELECT event_no FROM retractions WHERE conversation_id = ? ORDER BY event_no DESC LIMIT 1", [Text];
+    RETRACTIONS_SINCE = "SELECT conversation_id, event_no, seq, scope, by_user, for_user, ts FROM retractions WHERE conversation_id = ? AND event_no > ? LIMIT ?", [Text, BigInt, Int];
+    INSERT_HIDDEN = "INSERT INTO hidden (user_id, conversation_id, seq) VALUES (?, ?, ?)", [Text, Text, BigInt];
+    HIDDEN_BETWEEN = "SELECT seq FROM hidden WHERE user_id = ? AND conversation_id = ? AND seq > ? AND seq < ?", [Text, Text, BigInt, BigInt];
+
+    // files
+    INSERT_FILE = "INSERT INTO files (file_id, uploader_id, size, content_type, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)", [Text, Text, BigInt, Text, Text, BigInt];
+    FILE_BY_ID = "SELECT file_id, uploader_id, size, content_type, sha256, created_at FROM files WHERE file_id = ?", [Text];
+    DELETE_FILE = "DELETE FROM files WHERE file_id = ?", [Text];
+    INSERT_GRANT = "INSERT INTO file_grants (file_id, conversation_id, seq) VALUES (?, ?, ?)", [Text, Text, BigInt];
+    GRANTS_OF_FILE = "SELECT conversation_id FROM file_grants WHERE file_id = ?", [Text];
+    DELETE_GRANT = "DELETE FROM file_grants WHERE file_id = ? AND conversation_id = ? AND seq = ?", [Text, Text, BigInt];
+    INSERT_FILE_BY_SHA = "INSERT INTO files_by_sha (sha256, file_id) VALUES (?, ?)", [Text, Text];
+    FILES_BY_SHA = "SELECT file_id FROM files_by_sha WHERE sha256 = ? LIMIT 1", [Text];
+    DELETE_FILE_BY_SHA = "DELETE FROM files_by_sha WHERE sha256 = ? AND file_id = ?", [Text, Text];
+
+    // operations
+    SET_KV = "INSERT INTO kv (key, value) VALUES (?, ?)", [Text, Text];
+
+    // migrations
+    SCHEMA_VERSION = "SELECT version FROM schema_version WHERE id = ?", [Text];
+    SET_SCHEMA_VERSION = "INSERT INTO schema_version (id, version) VALUES (?, ?)", [Text, Int];
+}
+
+/// The schema files, in order, with `{keyspace}` and `{rf}` to fill in.
+pub const SCHEMA: &[(i32, &str)] = &[
+    (1, include_str!("../../../schema/scylla/001_init.cql")),
+    (
+        2,
+        include_str!("../../../schema/scylla/002_files_by_sha_and_kv.cql"),
+    ),
+];
+
+/// The CQL type of `table.column` in the schema files (for the row-struct check in `rows`).
+#[cfg(test)]
+pub(super) fn column_type(table: &str, column: &str) -> Option<CqlType> {
+    tests::schema().get(table)?.columns.get(column).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    pub(super) struct Table {
+        pub(super) columns: HashMap<String, CqlType>,
+        partition: Vec<String>,
+        clustering: Vec<String>,
+    }
+
+    fn cql_type(t: &str) -> CqlType {
+        match t {
+            "text" => Text,
+            "bigint" => BigInt,
+            "int" => Int,
+            "boolean" => Boolean,
+            other => panic!("schema uses a type the code does not map: {other}"),
+        }
+    }
+
+    fn split_list(s: &str) -> Vec<String> {
+        s.split(',')
+            .map(|c| c.trim().trim_matches(|c| c == '(' || c == ')').to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
+
+    /// Parses the CREATE TABLE statements of the schema files.
+    pub(super) fn schema() -> HashMap<String, Table> {
+        let mut tables = HashMap::new();
+        for (_, text) in SCHEMA {
+            let text: String = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for stmt in text.split(';') {
+                let stmt = stmt.trim();
+                let Some(rest) = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS {keyspace}.") else {
+                    continue;
+                };
+                let (name, body) = rest.split_once('(').unwrap();
+                // The column list ends at the parenthesis that closes the first one (a WITH
+                // clause may follow with parentheses of its own).
+                let mut depth = 1;
+                let end = body
+                    .char_indices()
+                    .find(|(_, ch)| {
+                        match ch {
+                            '(' => depth += 1,
+                            ')' => depth -= 1,
+                            _ => {}
+                        }
+                        depth == 0
+                    })
+                    .map(|(i, _)| i)
+                    .unwrap();
+                let body = &body[..end];
+                let mut t = Table {
+                    columns: HashMap::new(),
+                    partition: vec![],
+                    clustering: vec![],
+                };
+                for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    let line = line.trim_end_matches(',');
+                    if let Some(pk) = line.strip_prefix("PRIMARY KEY (") {
+                        let pk = pk.strip_suffix(')').unwrap();
+                        if let Some(inner) = pk.strip_prefix('(') {
+                            let (part, rest) = inner.split_once(')').unwrap();
+                            t.partition = split_list(part);
+                            t.clustering = split_list(rest);
+                        } else {
+                            let cols = split_list(pk);
+                            t.partition = vec![cols[0].clone()];
+                            t.clustering = cols[1..].to_vec();
+                        }
+                        continue;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let (col, ty) = (parts.next().unwrap(), parts.next().unwrap());
+                    t.columns.insert(col.to_string(), cql_type(ty));
+                    if line.ends_with("PRIMARY KEY") {
+                        t.partition = vec![col.to_string()];
+                    }
+                }
+                tables.insert(name.trim().to_string(), t);
+            }
+        }
+        tables
+    }
+
+    /// The columns a WHERE or IF clause binds, each with its operator and value.
+    fn conditions(clause: &str) -> Vec<(String, String, String)> {
+        clause
+            .split(" AND ")
+            .map(|c| {
+                let mut p = c.split_whitespace();
+                (
+                    p.next().unwrap().to_string(),
+                    p.next().unwrap().to_string(),
+                    p.next().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Checks one statement; returns the column (or pseudo-column) each `?` binds, in order.
+    fn check(s: &Stmt, tables: &HashMap<String, Table>) -> Vec<CqlType> {
+        let cql = s.cql;
+        let col_type = |t: &Table, c: &str| -> CqlType {
+            *t.columns
+                .get(c)
+                .unwrap_or_else(|| panic!("{}: no column {c}", s.name))
+        };
+        let table_of = |name: &str| {
+            tables
+                .get(name)
+                .unwrap_or_else(|| panic!("{}: no table {name}", s.name))
+        };
+        let mut binds = Vec::new();
+        let require_keys = |t: &Table, bound: &[(String, String, String)], whole_row: bool| {
+            for k in &t.partition {
+                assert!(
+                    bound
+                        .iter()
+                        .any(|(c, op, v)| c == k && op == "=" && v == "?"),
+                    "{}: partition key {k} not bound",
+                    s.name
+                );
+            }
+            if whole_row {
+                for k in &t.clustering {
+                    assert!(
+                        bound
+                            .iter()
+                            .any(|(c, op, v)| c == k && op == "=" && v == "?"),
+                        "{}: clustering key {k} not bound for a single-row write",
+                        s.name
+                    );
+                }
+            }
+        };
+        if let Some(rest) = cql.strip_prefix("SELECT ") {
+            let (cols, rest) = rest.split_once(" FROM ").unwrap();
+            let (table, rest) = rest.split_once(" WHERE ").unwrap();
+            let t = table_of(table);
+            for c in split_list(cols) {
+                col_type(t, &c);
+            }
+            let (clause, tail) = match rest.find(" ORDER BY ").or_else(|| rest.find(" LIMIT ")) {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            };
+            let conds = conditions(clause);
+            require_keys(t, &conds, false);
+            for (c, _, v) in &conds {
+                if v == "?" {
+                    binds.push(col_type(t, c));
+                }
+            }
+            if let Some(order) = tail.trim().strip_prefix("ORDER BY ") {
+                let col = order.split_whitespace().next().unwrap();
+                assert!(
+                    t.clustering.first().map(String::as_str) == Some(col),
+                    "{}: ORDER BY {col} is not the clustering key",
+                    s.name
+                );
+            }
+            if tail.ends_with("LIMIT ?") {
+                binds.push(Int);
+            }
+        } else if let Some(rest) = cql.strip_prefix("INSERT INTO ") {
+            let (table, rest) = rest.split_once(" (").unwrap();
+            let (cols, rest) = rest.split_once(") VALUES (").unwrap();
+            let (values, tail) = rest.split_once(')').unwrap();
+            let t = table_of(table);
+            let cols = split_list(cols);
+            let values = split_list(values);
+            assert_eq!(
+                cols.len(),
+                values.len(),
+                "{}: columns and values differ in number",
+                s.name
+            );
+            for k in t.partition.iter().chain(&t.clustering) {
+                assert!(
+                    cols.contains(k),
+                    "{}: INSERT without key column {k}",
+                    s.name
+                );
+            }
+            for (c, v) in cols.iter().zip(&values) {
+                let ty = col_type(t, c);
+                if v == "?" {
+                    binds.push(ty);
+                }
+            }
+            if tail.contains("USING TTL ?") {
+                binds.push(Int);
+            }
+        } else if let Some(rest) = cql.strip_prefix("UPDATE ") {
+            let (table, rest) = rest.split_once(" SET ").unwrap();
+            let (sets, rest) = rest.split_once(" WHERE ").unwrap();
+            let t = table_of(table);
+            for set in sets.split(", ") {
+                let (c, v) = set.split_once(" = ").unwrap();
+                let ty = col_type(t, c);
+                assert!(
+                    !t.partition.contains(&c.to_string()) && !t.clustering.contains(&c.to_string()),
+                    "{}: SET of a key column",
+                    s.name
+                );
+                if v == "?" {
+                    binds.push(ty);
+                }
+            }
+            let (clause, cond) = match rest.split_once(" IF ") {
+                Some((w, c)) => (w, Some(c)),
+                None => (rest, None),
+            };
+            let conds = conditions(clause);
+            require_keys(t, &conds, true);
+            for (c, _, v) in &conds {
+                if v == "?" {
+                    binds.push(col_type(t, c));
+                }
+            }
+            if let Some(cond) = cond.filter(|c| *c != "EXISTS") {
+                for (c, _, v) in conditions(cond) {
+                    let ty = col_type(t, &c);
+                    if v == "?" {
+                        binds.push(ty);
+                    }
+                }
+            }
+        } else if let Some(rest) = cql.strip_prefix("DELETE FROM ") {
+            let (table, clause) = rest.split_once(" WHERE ").unwrap();
+            let t = table_of(table);
+            let conds = conditions(clause);
+            require_keys(t, &conds, true);
+            for (c, _, v) in &conds {
+                if v == "?" {
+                    binds.push(col_type(t, c));
+                }
+            }
+        } else {
+            panic!("{}: unrecognised statement", s.name);
+        }
+        binds
+    }
+
+    #[test]
+    fn every_statement_matches_the_schema() {
+        let tables = schema();
+        assert!(
+            tables.len() >= 15,
+            "schema parse found {} tables",
+            tables.len()
+        );
+        for s in ALL {
+            assert_eq!(
+                s.cql.matches('?').count(),
+                s.binds.len(),
+                "{}: declared binds",
+                s.name
+            );
+            let found = check(s, &tables);
+            assert_eq!(
+                found, s.binds,
+                "{}: bind types differ from the schema's column types",
+                s.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_table_is_used() {
+        let tables = schema();
+        for name in tables.keys() {
+            assert!(
+                ALL.iter().any(|s| s.cql.contains(&format!(" {name} "))
+                    || s.cql.contains(&format!(" {name} ("))),
+                "table {name} is never queried"
+            );
+        }
+    }
+
+    #[test]
+    fn the_checker_catches_mistakes() {
+        let tables = schema();
+        let bad_col = Stmt {
+            name: "bad",
+            cql: "SELECT nope FROM users WHERE user_id = ?",
+            binds: &[Text],
+        };
+        assert!(std::panic::catch_unwind(|| check(&bad_col, &tables)).is_err());
+        let unbound = Stmt {
+            name: "bad",
+            cql: "SELECT seq FROM messages WHERE conversation_id = ? AND seq > ?",
+            binds: &[Text, BigInt],
+        };
+        assert!(
+            std::panic::catch_unwind(|| check(&unbound, &tables)).is_err(),
+            "missing bucket must be caught"
+        );
+        let wrong_type = Stmt {
+            name: "bad",
+            cql: "SELECT seq FROM hidden WHERE user_id = ? AND conversation_id = ?",
+            binds: &[Text, BigInt],
+        };
+        assert_ne!(check(&wrong_type, &tables), wrong_type.binds.to_vec());
+    }
+
+    #[test]
+    fn buckets_bound_partitions() {
+        assert_eq!(bucket(0), 0);
+        assert_eq!(bucket(MESSAGE_BUCKET - 1), 0);
+        assert_eq!(bucket(MESSAGE_BUCKET), 1);
+    }
+}

@@ -1,0 +1,83 @@
+//! File rows, their grants (which conversations a file was sent in) and the hash index that
+//! tells when a blob is no longer used.
+
+use super::rows::FileCols;
+use super::{bigint, conversations, cql, ScyllaStore};
+use crate::storage::{FileRow, StoreResult};
+
+pub(super) async fn create(s: &ScyllaStore, f: FileRow) -> StoreResult<()> {
+    s.exec(
+        &cql::INSERT_FILE,
+        (
+            f.file_id.as_str(),
+            f.uploader_id.as_str(),
+            bigint(f.size),
+            f.content_type.as_str(),
+            f.sha256.as_str(),
+            f.created_at,
+        ),
+    )
+    .await?;
+    s.exec(
+        &cql::INSERT_FILE_BY_SHA,
+        (f.sha256.as_str(), f.file_id.as_str()),
+    )
+    .await
+    .map(|_| ())
+}
+
+pub(super) async fn one(s: &ScyllaStore, file_id: &str) -> StoreResult<Option<FileRow>> {
+    Ok(s.row::<FileCols>(&cql::FILE_BY_ID, (file_id,))
+        .await?
+        .map(FileRow::from))
+}
+
+/// The conversations the file was sent in (one entry per message that carries it).
+async fn grants(s: &ScyllaStore, file_id: &str) -> StoreResult<Vec<String>> {
+    Ok(s.rows::<(String,)>(&cql::GRANTS_OF_FILE, (file_id,))
+        .await?
+        .into_iter()
+        .map(|r| r.0)
+        .collect())
+}
+
+pub(super) async fn visible_to(s: &ScyllaStore, file_id: &str, user_id: &str) -> StoreResult<bool> {
+    if one(s, file_id)
+        .await?
+        .is_some_and(|f| f.uploader_id == user_id)
+    {
+        return Ok(true);
+    }
+    for conv in grants(s, file_id).await? {
+        if conversations::member(s, &conv, user_id).await?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+pub(super) async fn orphaned_blobs(
+    s: &ScyllaStore,
+    file_ids: Vec<String>,
+) -> StoreResult<Vec<String>> {
+    let mut blobs = Vec::new();
+    for f in file_ids {
+        if !grants(s, &f).await?.is_empty() {
+            continue;
+        }
+        let Some(row) = one(s, &f).await? else {
+            continue;
+        };
+        s.exec(&cql::DELETE_FILE, (f.as_str(),)).await?;
+        s.exec(&cql::DELETE_FILE_BY_SHA, (row.sha256.as_str(), f.as_str()))
+            .await?;
+        let shared = s
+            .row::<(String,)>(&cql::FILES_BY_SHA, (row.sha256.as_str(),))
+            .await?
+            .is_some();
+        if !shared {
+            blobs.push(row.sha256);
+        }
+    }
+    Ok(blobs)
+}

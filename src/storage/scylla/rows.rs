@@ -1,0 +1,296 @@
+//! The rows the ScyllaDB store reads, one struct per SELECT shape, decoded by name.
+//!
+//! `row!` declares each struct together with its column list, so that a test can check every
+//! SELECT of the catalogue against the struct it is decoded into (names, order, and CQL types
+//! against `schema/scylla/`). Every field tolerates NULL (a column never written reads as its
+//! default), as ScyllaDB returns NULL for any regular column of a row that lacks it.
+
+use super::super::{
+    DeviceRow, FileRow, MemberRow, PushTargetRow, Retraction, Role, StoredMessage, UserRow,
+};
+use ::scylla::DeserializeRow;
+use parley_protocol::{ConversationKind, DeleteScope};
+
+macro_rules! row {
+    ($(#[$doc:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(DeserializeRow, Debug)]
+        #[scylla(crate = ::scylla)]
+        pub(super) struct $name {
+            $( #[scylla(default_when_null)] pub $field: $ty, )*
+        }
+        impl $name {
+            /// The columns a SELECT into this row names, in order, with their Rust types.
+            #[cfg(test)]
+            pub const COLUMNS: &'static [(&'static str, &'static str)] =
+                &[$((stringify!($field), stringify!($ty))),*];
+        }
+    };
+}
+
+row!(
+    /// `MESSAGES_ASC`, `MESSAGES_DESC`, `MESSAGE`.
+    MessageCols {
+        conversation_id: String,
+        seq: i64,
+        message_id: String,
+        sender_id: String,
+        sender_device_id: String,
+        client_id: String,
+        ts: i64,
+        text: Option<String>,
+        attachments: Option<String>,
+        meta: Option<String>,
+        deleted: bool,
+        deleted_by: Option<String>,
+    }
+);
+
+impl From<MessageCols> for StoredMessage {
+    fn from(r: MessageCols) -> Self {
+        StoredMessage {
+            conversation_id: r.conversation_id,
+            seq: r.seq as u64,
+            message_id: r.message_id,
+            sender_id: r.sender_id,
+            sender_device_id: r.sender_device_id,
+            client_id: r.client_id,
+            ts: r.ts,
+            text: r.text,
+            attachments: r
+                .attachments
+                .and_then(|a| serde_json::from_str(&a).ok())
+                .unwrap_or_default(),
+            meta: r.meta,
+            deleted: r.deleted,
+            deleted_by: r.deleted_by,
+        }
+    }
+}
+
+row!(
+    /// `RETRACTIONS_SINCE`.
+    RetractionCols {
+        conversation_id: String,
+        event_no: i64,
+        seq: i64,
+        scope: String,
+        by_user: String,
+        for_user: Option<String>,
+        ts: i64,
+    }
+);
+
+impl From<RetractionCols> for Retraction {
+    fn from(r: RetractionCols) -> Self {
+        Retraction {
+            conversation_id: r.conversation_id,
+            event_no: r.event_no as u64,
+            seq: r.seq as u64,
+            scope: if r.scope == "me" {
+                DeleteScope::Me
+            } else {
+                DeleteScope::Everyone
+            },
+            by_user: r.by_user,
+            for_user: r.for_user,
+            ts: r.ts,
+        }
+    }
+}
+
+row!(
+    /// `MEMBERS`, `MEMBER`.
+    MemberCols {
+        user_id: String,
+        role: String,
+        joined_seq: i64,
+        delivered_seq: i64,
+        read_seq: i64,
+    }
+);
+
+impl From<MemberCols> for MemberRow {
+    fn from(r: MemberCols) -> Self {
+        MemberRow {
+            user_id: r.user_id,
+            role: Role::parse(&r.role),
+            joined_seq: r.joined_seq as u64,
+            delivered_seq: r.delivered_seq as u64,
+            read_seq: r.read_seq as u64,
+        }
+    }
+}
+
+row!(
+    /// `USER_BY_ID`.
+    UserCols {
+        user_id: String,
+        username: String,
+        display_name: Option<String>,
+        password_hash: String,
+        created_at: i64,
+    }
+);
+
+impl From<UserCols> for UserRow {
+    fn from(r: UserCols) -> Self {
+        UserRow {
+            user_id: r.user_id,
+            username: r.username,
+            display_name: r.display_name,
+            password_hash: r.password_hash,
+            created_at: r.created_at,
+        }
+    }
+}
+
+row!(
+    /// `DEVICE_BY_ID`.
+    DeviceCols {
+        device_id: String,
+        user_id: String,
+        name: Option<String>,
+        created_at: i64,
+        push_provider: Option<String>,
+        push_token: Option<String>,
+        push_endpoint: Option<String>,
+    }
+);
+
+impl From<DeviceCols> for DeviceRow {
+    fn from(r: DeviceCols) -> Self {
+        DeviceRow {
+            device_id: r.device_id,
+            user_id: r.user_id,
+            name: r.name,
+            created_at: r.created_at,
+            push: r.push_provider.map(|provider| PushTargetRow {
+                provider,
+                token: r.push_token,
+                endpoint: r.push_endpoint,
+            }),
+        }
+    }
+}
+
+row!(
+    /// `CONVERSATION_BY_ID`.
+    ConversationCols {
+        conversation_id: String,
+        kind: String,
+        title: Option<String>,
+        created_by: String,
+        created_at: i64,
+    }
+);
+
+impl ConversationCols {
+    pub(super) fn kind(&self) -> ConversationKind {
+        if self.kind == "direct" {
+            ConversationKind::Direct
+        } else {
+            ConversationKind::Group
+        }
+    }
+}
+
+row!(
+    /// `FILE_BY_ID`.
+    FileCols {
+        file_id: String,
+        uploader_id: String,
+        size: i64,
+        content_type: String,
+        sha256: String,
+        created_at: i64,
+    }
+);
+
+impl From<FileCols> for FileRow {
+    fn from(r: FileCols) -> Self {
+        FileRow {
+            file_id: r.file_id,
+            uploader_id: r.uploader_id,
+            size: r.size as u64,
+            content_type: r.content_type,
+            sha256: r.sha256,
+            created_at: r.created_at,
+        }
+    }
+}
+
+row!(
+    /// `IDEMPOTENCY`.
+    IdempotencyCols {
+        conversation_id: String,
+        seq: i64,
+        message_id: String,
+        ts: i64,
+    }
+);
+
+row!(
+    /// `DEVICE_CURSORS`.
+    DeviceCursorCols {
+        conversation_id: String,
+        delivered_seq: i64,
+        retraction_cursor: i64,
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::super::cql::{self, CqlType, Stmt};
+    use super::*;
+
+    /// Every SELECT decoded into a struct, with that struct's columns.
+    const DECODED: &[(&Stmt, &[(&str, &str)])] = &[
+        (&cql::MESSAGES_ASC, MessageCols::COLUMNS),
+        (&cql::MESSAGES_DESC, MessageCols::COLUMNS),
+        (&cql::MESSAGE, MessageCols::COLUMNS),
+        (&cql::RETRACTIONS_SINCE, RetractionCols::COLUMNS),
+        (&cql::MEMBERS, MemberCols::COLUMNS),
+        (&cql::MEMBER, MemberCols::COLUMNS),
+        (&cql::USER_BY_ID, UserCols::COLUMNS),
+        (&cql::DEVICE_BY_ID, DeviceCols::COLUMNS),
+        (&cql::CONVERSATION_BY_ID, ConversationCols::COLUMNS),
+        (&cql::FILE_BY_ID, FileCols::COLUMNS),
+        (&cql::IDEMPOTENCY, IdempotencyCols::COLUMNS),
+        (&cql::DEVICE_CURSORS, DeviceCursorCols::COLUMNS),
+    ];
+
+    fn rust_type(t: &str) -> CqlType {
+        match t.trim_start_matches("Option<").trim_end_matches('>') {
+            "String" => CqlType::Text,
+            "i64" => CqlType::BigInt,
+            "i32" => CqlType::Int,
+            "bool" => CqlType::Boolean,
+            other => panic!("no CQL type for {other}"),
+        }
+    }
+
+    #[test]
+    fn every_decoded_select_matches_its_row_struct() {
+        for (stmt, cols) in DECODED {
+            let select = stmt.cql.strip_prefix("SELECT ").unwrap();
+            let (list, rest) = select.split_once(" FROM ").unwrap();
+            let table = rest.split_whitespace().next().unwrap();
+            let names: Vec<&str> = list.split(',').map(str::trim).collect();
+            let want: Vec<&str> = cols.iter().map(|c| c.0).collect();
+            assert_eq!(
+                names, want,
+                "{}: columns differ from its row struct",
+                stmt.name
+            );
+            for (col, ty) in cols.iter() {
+                assert_eq!(
+                    cql::column_type(table, col),
+                    Some(rust_type(ty)),
+                    "{}: {table}.{col} is not a {ty} in the schema",
+                    stmt.name
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Users (with the username index that enforces uniqueness), devices and push targets.
+
+use super::rows::{DeviceCols, UserCols};
+use super::{bigint, conversations, cql, ScyllaStore};
+use crate::storage::{DeviceRow, PushTargetRow, StoreError, StoreResult, UserRow};
+
+pub(super) async fn create_user(s: &ScyllaStore, u: UserRow) -> StoreResult<()> {
+    if !s
+        .lwt(
+            &cql::CLAIM_USERNAME,
+            (u.username.as_str(), u.user_id.as_str()),
+        )
+        .await?
+    {
+        return Err(StoreError::Conflict("username is taken".into()));
+    }
+    s.exec(
+        &cql::INSERT_USER,
+        (
+            u.user_id,
+            u.username,
+            u.display_name,
+            u.password_hash,
+            u.created_at,
+        ),
+    )
+    .await
+    .map(|_| ())
+}
+
+pub(super) async fn user_by_name(s: &ScyllaStore, username: &str) -> StoreResult<Option<UserRow>> {
+    match s
+        .row::<(String,)>(&cql::USER_ID_BY_NAME, (username,))
+        .await?
+    {
+        Some((id,)) => user_by_id(s, &id).await,
+        None => Ok(None),
+    }
+}
+
+pub(super) async fn user_by_id(s: &ScyllaStore, user_id: &str) -> StoreResult<Option<UserRow>> {
+    Ok(s.row::<UserCols>(&cql::USER_BY_ID, (user_id,))
+        .await?
+        .map(UserRow::from))
+}
+
+/// A new device is owed only what is sent after it exists: each cursor starts at its
+/// conversation's current end.
+pub(super) async fn create_device(s: &ScyllaStore, d: DeviceRow) -> StoreResult<()> {
+    s.exec(
+        &cql::INSERT_DEVICE,
+        (
+            d.device_id.as_str(),
+            d.user_id.as_str(),
+            d.name.as_deref(),
+            d.created_at,
+        ),
+    )
+    .await?;
+    s.exec(
+        &cql::INSERT_DEVICE_BY_USER,
+        (d.user_id.as_str(), d.device_id.as_str()),
+    )
+    .await?;
+    for conv in conversations::ids_of_user(s, &d.user_id).await? {
+        let joined = conversations::member(s, &conv, &d.user_id)
+            .await?
+            .map(|m| m.joined_seq)
+            .unwrap_or(0);
+        let last = super::messages::last_seq(s, &conv, false).await?;
+        let events = super::retractions::last_event(s, &conv).await?;
+        s.exec(
+            &cql::SET_DEVICE_CURSOR,
+            (
+                d.device_id.as_str(),
+                conv.as_str(),
+                bigint(last.max(joined)),
+                bigint(events),
+            ),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn device(s: &ScyllaStore, device_id: &str) -> StoreResult<Option<DeviceRow>> {
+    Ok(s.row::<DeviceCols>(&cql::DEVICE_BY_ID, (device_id,))
+        .await?
+        .map(DeviceRow::from))
+}
+
+pub(super) async fn devices_of_user(s: &ScyllaStore, user_id: &str) -> StoreResult<Vec<String>> {
+    Ok(s.rows::<(String,)>(&cql::DEVICES_OF_USER, (user_id,))
+        .await?
+        .into_iter()
+        .map(|r| r.0)
+        .collect())
+}
+
+pub(super) async fn set_push_target(
+    s: &ScyllaStore,
+    device_id: &str,
+    t: PushTargetRow,
+) -> StoreResult<()> {
+    if s.lwt(
+        &cql::SET_PUSH_TARGET,
+        (t.provider, t.token, t.endpoint, device_id),
+    )
+    .await?
+    {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
+    }
+}

@@ -1,0 +1,213 @@
+//! Conversations and their members, and a device's view of its conversations.
+
+use super::internal;
+use super::rows::{self, int, MEMBER_COLS};
+use crate::storage::{
+    ConversationRow, ConversationState, CreateOutcome, DeviceConversation, MemberRow, Role,
+    StoreError, StoreResult,
+};
+use parley_protocol::ConversationKind;
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Gives every device of `user_id` a cursor at `seq` in the conversation (if it has none).
+fn init_device_cursors(
+    c: &Connection,
+    conversation_id: &str,
+    user_id: &str,
+    seq: u64,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO device_cursors (device_id, conversation_id, delivered_seq, retraction_cursor)
+         SELECT device_id, ?1, ?2,
+                COALESCE((SELECT MAX(event_no) FROM retractions WHERE conversation_id = ?1), 0)
+         FROM devices WHERE user_id = ?3",
+    )?
+    .execute(params![conversation_id, int(seq), user_id])?;
+    Ok(())
+}
+
+pub(super) fn create(
+    c: &Connection,
+    row: &ConversationRow,
+    members: &[(String, Role)],
+    direct_key: Option<&str>,
+) -> StoreResult<CreateOutcome> {
+    if let Some(key) = direct_key {
+        let existing: Option<String> = c
+            .prepare_cached("SELECT conversation_id FROM conversations WHERE direct_key = ?1")
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+            .map_err(internal)?;
+        if let Some(id) = existing {
+            return Ok(CreateOutcome::Existing(id));
+        }
+    }
+    c.prepare_cached(
+        "INSERT INTO conversations (conversation_id, kind, title, created_by, created_at, direct_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            row.conversation_id,
+            row.kind.as_str(),
+            row.title,
+            row.created_by,
+            row.created_at,
+            direct_key
+        ])
+    })
+    .map_err(internal)?;
+    for (user_id, role) in members {
+        c.prepare_cached(
+            "INSERT INTO members (conversation_id, user_id, role, joined_seq) VALUES (?1, ?2, ?3, 0)",
+        )
+        .and_then(|mut s| s.execute(params![row.conversation_id, user_id, role.as_str()]))
+        .map_err(internal)?;
+        init_device_cursors(c, &row.conversation_id, user_id, 0).map_err(internal)?;
+    }
+    Ok(CreateOutcome::Created)
+}
+
+pub(super) fn load(c: &Connection, id: &str) -> StoreResult<Option<ConversationState>> {
+    let row = c
+        .prepare_cached(
+            "SELECT conversation_id, kind, title, created_by, created_at FROM conversations WHERE conversation_id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([id], |r| {
+                let kind: String = r.get(1)?;
+                Ok(ConversationRow {
+                    conversation_id: r.get(0)?,
+                    kind: if kind == "direct" {
+                        ConversationKind::Direct
+                    } else {
+                        ConversationKind::Group
+                    },
+                    title: r.get(2)?,
+                    created_by: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
+            })
+            .optional()
+        })
+        .map_err(internal)?;
+    let Some(row) = row else { return Ok(None) };
+    let mut s = c
+        .prepare_cached(&format!(
+            "SELECT {MEMBER_COLS} FROM members WHERE conversation_id = ?1"
+        ))
+        .map_err(internal)?;
+    let members = s
+        .query_map([id], rows::member)
+        .map_err(internal)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(internal)?;
+    let last_seq: i64 = c
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)))
+        .map_err(internal)?;
+    let last_event: i64 = c
+        .prepare_cached(
+            "SELECT COALESCE(MAX(event_no), 0) FROM retractions WHERE conversation_id = ?1",
+        )
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)))
+        .map_err(internal)?;
+    Ok(Some(ConversationState {
+        row,
+        members,
+        last_seq: last_seq as u64,
+        last_event_no: last_event as u64,
+    }))
+}
+
+pub(super) fn member(c: &Connection, id: &str, user: &str) -> StoreResult<Option<MemberRow>> {
+    c.prepare_cached(&format!(
+        "SELECT {MEMBER_COLS} FROM members WHERE conversation_id = ?1 AND user_id = ?2"
+    ))
+    .and_then(|mut s| s.query_row([id, user], rows::member).optional())
+    .map_err(internal)
+}
+
+pub(super) fn contacts_of_user(c: &Connection, user_id: &str) -> StoreResult<Vec<String>> {
+    let mut s = c
+        .prepare_cached(
+            "SELECT DISTINCT m2.user_id FROM members m1 JOIN members m2 ON m2.conversation_id = m1.conversation_id
+             WHERE m1.user_id = ?1 AND m2.user_id != ?1",
+        )
+        .map_err(internal)?;
+    let rows = s.query_map([user_id], |r| r.get(0)).map_err(internal)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+}
+
+pub(super) fn add_members(
+    c: &Connection,
+    id: &str,
+    user_ids: &[String],
+    joined_seq: u64,
+) -> StoreResult<()> {
+    for u in user_ids {
+        let added = c
+            .prepare_cached(
+                "INSERT INTO members (conversation_id, user_id, role, joined_seq, delivered_seq, read_seq)
+                 VALUES (?1, ?2, 'member', ?3, ?3, ?3)
+                 ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![id, u, int(joined_seq)]))
+            .map_err(internal)?;
+        if added == 0 {
+            continue; // already a member: keep its cursors
+        }
+        // A re-added member starts again at its new join: drop cursors from before it left.
+        c.prepare_cached(
+            "DELETE FROM device_cursors WHERE conversation_id = ?1 AND device_id IN (SELECT device_id FROM devices WHERE user_id = ?2)",
+        )
+        .and_then(|mut s| s.execute(params![id, u]))
+        .map_err(internal)?;
+        init_device_cursors(c, id, u, joined_seq).map_err(internal)?;
+    }
+    Ok(())
+}
+
+pub(super) fn remove_member(c: &Connection, id: &str, user: &str) -> StoreResult<()> {
+    let n = c
+        .prepare_cached("DELETE FROM members WHERE conversation_id = ?1 AND user_id = ?2")
+        .and_then(|mut s| s.execute(params![id, user]))
+        .map_err(internal)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Every conversation of the device's user, with this device's cursors.
+pub(super) fn of_device(
+    c: &Connection,
+    device_id: &str,
+    user_id: &str,
+) -> StoreResult<Vec<DeviceConversation>> {
+    let mut s = c
+        .prepare_cached(
+            "SELECT m.conversation_id,
+                    COALESCE((SELECT MAX(seq) FROM messages g WHERE g.conversation_id = m.conversation_id), 0),
+                    COALESCE(dc.delivered_seq, m.joined_seq),
+                    m.read_seq,
+                    COALESCE(dc.retraction_cursor, 0),
+                    m.joined_seq
+             FROM members m
+             LEFT JOIN device_cursors dc ON dc.device_id = ?1 AND dc.conversation_id = m.conversation_id
+             WHERE m.user_id = ?2
+             ORDER BY m.conversation_id",
+        )
+        .map_err(internal)?;
+    let rows = s
+        .query_map(params![device_id, user_id], |r| {
+            Ok(DeviceConversation {
+                conversation_id: r.get(0)?,
+                last_seq: rows::uint(r, 1)?,
+                delivered_seq: rows::uint(r, 2)?,
+                read_seq: rows::uint(r, 3)?,
+                retraction_cursor: rows::uint(r, 4)?,
+                joined_seq: rows::uint(r, 5)?,
+            })
+        })
+        .map_err(internal)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+}

@@ -1,0 +1,48 @@
+//! Cursors (each applied as `max(old, new)`, so none moves backwards) and idempotency expiry.
+
+use super::internal;
+use super::rows::int;
+use crate::storage::{CursorUpdate, StoreResult};
+use rusqlite::{params, Connection};
+
+pub(super) fn advance(c: &Connection, updates: &[CursorUpdate]) -> StoreResult<()> {
+    for u in updates {
+        let (sql, a, b, v) = match u {
+            CursorUpdate::DeviceDelivered { device_id, conversation_id, seq } => (
+                "UPDATE device_cursors SET delivered_seq = MAX(delivered_seq, ?3) WHERE device_id = ?1 AND conversation_id = ?2",
+                device_id,
+                conversation_id,
+                *seq,
+            ),
+            CursorUpdate::DeviceRetractions { device_id, conversation_id, event_no } => (
+                "UPDATE device_cursors SET retraction_cursor = MAX(retraction_cursor, ?3) WHERE device_id = ?1 AND conversation_id = ?2",
+                device_id,
+                conversation_id,
+                *event_no,
+            ),
+            CursorUpdate::UserDelivered { user_id, conversation_id, seq } => (
+                "UPDATE members SET delivered_seq = MAX(delivered_seq, ?3) WHERE user_id = ?1 AND conversation_id = ?2",
+                user_id,
+                conversation_id,
+                *seq,
+            ),
+            CursorUpdate::UserRead { user_id, conversation_id, seq } => (
+                "UPDATE members SET read_seq = MAX(read_seq, ?3), delivered_seq = MAX(delivered_seq, ?3) WHERE user_id = ?1 AND conversation_id = ?2",
+                user_id,
+                conversation_id,
+                *seq,
+            ),
+        };
+        c.prepare_cached(sql)
+            .and_then(|mut s| s.execute(params![a, b, int(v)]))
+            .map_err(internal)?;
+    }
+    Ok(())
+}
+
+pub(super) fn expire_idempotency(c: &Connection, before_ts: i64) -> StoreResult<u64> {
+    c.prepare_cached("DELETE FROM idempotency WHERE ts < ?1")
+        .and_then(|mut s| s.execute([before_ts]))
+        .map(|n| n as u64)
+        .map_err(internal)
+}

@@ -1,0 +1,157 @@
+//! Messages: the conditional, idempotent append, and the reads of pages and counts.
+
+use super::rows::{self, int, MESSAGE_COLS};
+use super::{internal, is_unique_violation};
+use crate::storage::{AppendOutcome, NewMessage, Order, StoreError, StoreResult, StoredMessage};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// The original coordinates of a (device, client id) already stored, if any.
+fn duplicate_of(c: &Connection, m: &NewMessage) -> StoreResult<Option<AppendOutcome>> {
+    c.prepare_cached(
+        "SELECT conversation_id, seq, message_id, ts FROM idempotency WHERE device_id = ?1 AND client_id = ?2",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![m.sender_device_id, m.client_id], |r| {
+            Ok(AppendOutcome::Duplicate {
+                conversation_id: r.get(0)?,
+                seq: rows::uint(r, 1)?,
+                message_id: r.get(2)?,
+                ts: r.get(3)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(internal)
+}
+
+/// Appends at `first_seq`, `first_seq + 1`, ...; the idempotency check runs in the same
+/// transaction as the insert, so a retry racing its original (even in the same batch) is a
+/// duplicate, never a second message. A taken seq fails the whole job (`Conflict`).
+pub(super) fn append(
+    c: &Connection,
+    id: &str,
+    first_seq: u64,
+    batch: &[NewMessage],
+) -> StoreResult<Vec<AppendOutcome>> {
+    let mut out = Vec::with_capacity(batch.len());
+    let mut seq = first_seq;
+    for m in batch {
+        if let Some(d) = duplicate_of(c, m)? {
+            out.push(d);
+            continue;
+        }
+        insert(c, id, seq, m)?;
+        out.push(AppendOutcome::Stored { seq });
+        seq += 1;
+    }
+    Ok(out)
+}
+
+fn insert(c: &Connection, id: &str, seq: u64, m: &NewMessage) -> StoreResult<()> {
+    let attachments = if m.attachments.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&m.attachments).map_err(internal)?)
+    };
+    c.prepare_cached(&format!(
+        "INSERT INTO messages ({MESSAGE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, NULL)"
+    ))
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            int(seq),
+            m.message_id,
+            m.sender_id,
+            m.sender_device_id,
+            m.client_id,
+            m.ts,
+            m.text,
+            attachments,
+            m.meta
+        ])
+    })
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(format!("seq {seq} is taken"))
+        } else {
+            internal(e)
+        }
+    })?;
+    c.prepare_cached(
+        "INSERT INTO idempotency (device_id, client_id, conversation_id, seq, message_id, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            m.sender_device_id,
+            m.client_id,
+            id,
+            int(seq),
+            m.message_id,
+            m.ts
+        ])
+    })
+    .map_err(internal)?;
+    for a in &m.attachments {
+        c.prepare_cached(
+            "INSERT OR IGNORE INTO file_grants (file_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
+        )
+        .and_then(|mut s| s.execute(params![a.file_id, id, int(seq)]))
+        .map_err(internal)?;
+    }
+    Ok(())
+}
+
+pub(super) fn page(
+    c: &Connection,
+    id: &str,
+    after: u64,
+    before: u64,
+    limit: u32,
+    order: Order,
+) -> StoreResult<Vec<StoredMessage>> {
+    let dir = if order == Order::Asc { "ASC" } else { "DESC" };
+    let mut s = c
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLS} FROM messages WHERE conversation_id = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq {dir} LIMIT ?4"
+        ))
+        .map_err(internal)?;
+    let rows = s
+        .query_map(params![id, int(after), int(before), limit], rows::message)
+        .map_err(internal)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+}
+
+pub(super) fn one(c: &Connection, id: &str, seq: u64) -> StoreResult<Option<StoredMessage>> {
+    c.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLS} FROM messages WHERE conversation_id = ?1 AND seq = ?2"
+    ))
+    .and_then(|mut s| s.query_row(params![id, int(seq)], rows::message).optional())
+    .map_err(internal)
+}
+
+pub(super) fn senders_between(
+    c: &Connection,
+    id: &str,
+    after: u64,
+    upto: u64,
+) -> StoreResult<Vec<String>> {
+    let mut s = c
+        .prepare_cached(
+            "SELECT DISTINCT sender_id FROM messages WHERE conversation_id = ?1 AND seq > ?2 AND seq <= ?3",
+        )
+        .map_err(internal)?;
+    let rows = s
+        .query_map(params![id, int(after), int(upto)], |r| r.get(0))
+        .map_err(internal)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+}
+
+pub(super) fn count_unread(c: &Connection, id: &str, user: &str, after: u64) -> StoreResult<u64> {
+    c.prepare_cached(
+        "SELECT COUNT(*) FROM messages WHERE conversation_id = ?1 AND seq > ?2 AND sender_id != ?3 AND deleted = 0
+         AND seq NOT IN (SELECT seq FROM hidden WHERE user_id = ?3 AND conversation_id = ?1)",
+    )
+    .and_then(|mut s| s.query_row(params![id, int(after), user], |r| r.get::<_, i64>(0)))
+    .map(|n| n as u64)
+    .map_err(internal)
+}

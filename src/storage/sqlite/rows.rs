@@ -1,0 +1,118 @@
+//! Rows to types: the column lists and the mapping of each row shape, shared by the entity
+//! files.
+
+use super::super::{
+    DeviceRow, FileRow, MemberRow, PushTargetRow, Retraction, Role, StoredMessage, UserRow,
+};
+use parley_protocol::DeleteScope;
+use rusqlite::Row;
+
+/// Seqs and counters are u64 in the code and INTEGER (i64) in SQLite.
+pub(super) fn int(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
+pub(super) fn uint(r: &Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    Ok(r.get::<_, i64>(i)? as u64)
+}
+
+pub(super) const MESSAGE_COLS: &str = "conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by";
+
+pub(super) fn message(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
+    let attachments: Option<String> = r.get(8)?;
+    Ok(StoredMessage {
+        conversation_id: r.get(0)?,
+        seq: uint(r, 1)?,
+        message_id: r.get(2)?,
+        sender_id: r.get(3)?,
+        sender_device_id: r.get(4)?,
+        client_id: r.get(5)?,
+        ts: r.get(6)?,
+        text: r.get(7)?,
+        attachments: attachments
+            .and_then(|a| serde_json::from_str(&a).ok())
+            .unwrap_or_default(),
+        meta: r.get(9)?,
+        deleted: r.get::<_, i64>(10)? != 0,
+        deleted_by: r.get(11)?,
+    })
+}
+
+pub(super) const USER_COLS: &str = "user_id, username, display_name, password_hash, created_at";
+
+pub(super) fn user(r: &Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        user_id: r.get(0)?,
+        username: r.get(1)?,
+        display_name: r.get(2)?,
+        password_hash: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+pub(super) const DEVICE_COLS: &str =
+    "device_id, user_id, name, created_at, push_provider, push_token, push_endpoint";
+
+pub(super) fn device(r: &Row<'_>) -> rusqlite::Result<DeviceRow> {
+    let provider: Option<String> = r.get(4)?;
+    Ok(DeviceRow {
+        device_id: r.get(0)?,
+        user_id: r.get(1)?,
+        name: r.get(2)?,
+        created_at: r.get(3)?,
+        push: match provider {
+            Some(provider) => Some(PushTargetRow {
+                provider,
+                token: r.get(5)?,
+                endpoint: r.get(6)?,
+            }),
+            None => None,
+        },
+    })
+}
+
+pub(super) const MEMBER_COLS: &str = "user_id, role, joined_seq, delivered_seq, read_seq";
+
+pub(super) fn member(r: &Row<'_>) -> rusqlite::Result<MemberRow> {
+    let role: String = r.get(1)?;
+    Ok(MemberRow {
+        user_id: r.get(0)?,
+        role: Role::parse(&role),
+        joined_seq: uint(r, 2)?,
+        delivered_seq: uint(r, 3)?,
+        read_seq: uint(r, 4)?,
+    })
+}
+
+pub(super) const RETRACTION_COLS: &str =
+    "conversation_id, event_no, seq, scope, by_user, for_user, ts";
+
+pub(super) fn retraction(r: &Row<'_>) -> rusqlite::Result<Retraction> {
+    let scope: String = r.get(3)?;
+    Ok(Retraction {
+        conversation_id: r.get(0)?,
+        event_no: uint(r, 1)?,
+        seq: uint(r, 2)?,
+        scope: if scope == "me" {
+            DeleteScope::Me
+        } else {
+            DeleteScope::Everyone
+        },
+        by_user: r.get(4)?,
+        for_user: r.get(5)?,
+        ts: r.get(6)?,
+    })
+}
+
+pub(super) const FILE_COLS: &str = "file_id, uploader_id, size, content_type, sha256, created_at";
+
+pub(super) fn file(r: &Row<'_>) -> rusqlite::Result<FileRow> {
+    Ok(FileRow {
+        file_id: r.get(0)?,
+        uploader_id: r.get(1)?,
+        size: uint(r, 2)?,
+        content_type: r.get(3)?,
+        sha256: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}

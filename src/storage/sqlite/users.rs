@@ -1,0 +1,88 @@
+//! Users, devices and push targets.
+
+use super::rows::{self, DEVICE_COLS, USER_COLS};
+use super::{internal, is_unique_violation};
+use crate::storage::{DeviceRow, PushTargetRow, StoreError, StoreResult, UserRow};
+use rusqlite::{params, Connection, OptionalExtension};
+
+pub(super) fn create_user(c: &Connection, u: &UserRow) -> StoreResult<()> {
+    c.prepare_cached(&format!(
+        "INSERT INTO users ({USER_COLS}) VALUES (?1, ?2, ?3, ?4, ?5)"
+    ))
+    .and_then(|mut s| {
+        s.execute(params![
+            u.user_id,
+            u.username,
+            u.display_name,
+            u.password_hash,
+            u.created_at
+        ])
+    })
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict("username is taken".into())
+        } else {
+            internal(e)
+        }
+    })?;
+    Ok(())
+}
+
+pub(super) fn user_by_name(c: &Connection, username: &str) -> StoreResult<Option<UserRow>> {
+    c.prepare_cached(&format!(
+        "SELECT {USER_COLS} FROM users WHERE username = ?1"
+    ))
+    .and_then(|mut s| s.query_row([username], rows::user).optional())
+    .map_err(internal)
+}
+
+pub(super) fn user_by_id(c: &Connection, user_id: &str) -> StoreResult<Option<UserRow>> {
+    c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE user_id = ?1"))
+        .and_then(|mut s| s.query_row([user_id], rows::user).optional())
+        .map_err(internal)
+}
+
+/// A new device starts each cursor at its conversation's current end: it is owed only what is
+/// sent after it exists.
+pub(super) fn create_device(c: &Connection, d: &DeviceRow) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO devices (device_id, user_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| s.execute(params![d.device_id, d.user_id, d.name, d.created_at]))
+    .map_err(internal)?;
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO device_cursors (device_id, conversation_id, delivered_seq, retraction_cursor)
+         SELECT ?1, m.conversation_id,
+                MAX(m.joined_seq, COALESCE((SELECT MAX(seq) FROM messages g WHERE g.conversation_id = m.conversation_id), 0)),
+                COALESCE((SELECT MAX(event_no) FROM retractions r WHERE r.conversation_id = m.conversation_id), 0)
+         FROM members m WHERE m.user_id = ?2",
+    )
+    .and_then(|mut s| s.execute(params![d.device_id, d.user_id]))
+    .map_err(internal)?;
+    Ok(())
+}
+
+pub(super) fn device(c: &Connection, device_id: &str) -> StoreResult<Option<DeviceRow>> {
+    c.prepare_cached(&format!(
+        "SELECT {DEVICE_COLS} FROM devices WHERE device_id = ?1"
+    ))
+    .and_then(|mut s| s.query_row([device_id], rows::device).optional())
+    .map_err(internal)
+}
+
+pub(super) fn set_push_target(
+    c: &Connection,
+    device_id: &str,
+    t: &PushTargetRow,
+) -> StoreResult<()> {
+    let n = c
+        .prepare_cached(
+            "UPDATE devices SET push_provider = ?2, push_token = ?3, push_endpoint = ?4 WHERE device_id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![device_id, t.provider, t.token, t.endpoint]))
+        .map_err(internal)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}

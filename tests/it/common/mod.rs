@@ -1,0 +1,95 @@
+//! The test harness: real server processes (`server`), a real Redis (`redis`), a WebSocket
+//! client (`client`), and small helpers for waiting on conditions and checking errors.
+#![allow(dead_code)]
+
+mod client;
+mod redis;
+mod server;
+
+pub use client::*;
+pub use server::*;
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// A port nothing listens on right now (the kernel's pick for a throwaway listener).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `cond` every 20 ms for up to `within`; true as soon as it holds.
+pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The async form: polls `cond` every 20 ms for up to `within`.
+pub async fn eventually<F, Fut>(within: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+/// The status of `GET /readyz` on `addr`, or 0 if nothing answers.
+pub fn readyz(addr: &str) -> u16 {
+    agent(Duration::from_secs(3))
+        .get(&format!("http://{addr}/readyz"))
+        .call()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// `GET url` as JSON (Null if nothing or no JSON answers).
+pub fn get_json(url: &str) -> Value {
+    match agent(Duration::from_secs(2)).get(url).call() {
+        Ok(mut r) => r.body_mut().read_json().unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+/// Checks an HTTP answer against the contract's error shape.
+#[track_caller]
+pub fn assert_err(answer: &(u16, Value), status: u16, code: &str) {
+    let (st, v) = answer;
+    assert_eq!(
+        (*st, v["error"]["code"].as_str()),
+        (status, Some(code)),
+        "expected {status} {code}, got {st} {v}"
+    );
+}
+
+/// The seqs of a list of message frames.
+pub fn seqs(frames: &[Value]) -> Vec<u64> {
+    frames.iter().map(|f| f["seq"].as_u64().unwrap()).collect()
+}

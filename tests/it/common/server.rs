@@ -1,0 +1,497 @@
+//! The test-app builder: starts the real `parley` binary (one node or a cluster) on a free
+//! loopback port with a temporary data directory, waits until `/readyz` says it is ready,
+//! and talks to it over real sockets (HTTP with ureq, WebSocket with tokio-tungstenite).
+
+use super::client::{Client, Dev};
+use super::redis::Redis;
+use super::{free_port, get_json, readyz, wait_until};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Config every test server gets: cheap password hashing, short grace period.
+const BASE_CONFIG: &str = r#"
+shutdown_grace_secs = 2
+workers = 2
+[auth]
+argon2_memory_kib = 64
+argon2_iterations = 1
+"#;
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub addr: String,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    extra: String,
+    /// The other nodes of a cluster (this one is node 0); they share `dir` and `redis`.
+    pub peers: Vec<TestServer>,
+    pub redis: Option<Redis>,
+    /// Round-robin over the nodes for `ws` and `http`, so that a cluster's clients spread.
+    rr: std::sync::atomic::AtomicUsize,
+    pub log_name: String,
+}
+
+pub struct Builder {
+    extra: String,
+    nodes: Option<usize>,
+}
+
+/// Nodes per test server: `PARLEY_TEST_NODES` (default 1). `scripts/test` reruns the contract
+/// suite with 3, so that the whole client contract is also checked against a cluster.
+pub fn default_nodes() -> usize {
+    std::env::var("PARLEY_TEST_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Cluster settings for tests: fast heartbeats so that deaths are noticed in about a second.
+pub fn cluster_config(redis: &Redis) -> String {
+    format!(
+        "[cluster]\nbus = \"{}\"\nheartbeat_ms = 200\nnode_ttl_ms = 1200\nforward_timeout_ms = 3000\n",
+        redis.url()
+    )
+}
+
+impl Builder {
+    /// Adds TOML to the server's config file.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.extra.push('\n');
+        self.extra.push_str(toml);
+        self
+    }
+    /// A cluster of `n` nodes on one Redis and one data directory.
+    pub fn nodes(mut self, n: usize) -> Self {
+        self.nodes = Some(n);
+        self
+    }
+
+    pub fn start(self) -> TestServer {
+        let n = self.nodes.unwrap_or_else(default_nodes);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let redis = (n > 1).then(Redis::start);
+        let extra = match &redis {
+            Some(r) => format!("{}\n{}", cluster_config(r), self.extra),
+            None => self.extra,
+        };
+        let mut s = TestServer::new_node(dir, extra, 0);
+        if std::env::var_os("PARLEY_TEST_KEEP").is_some() {
+            // Debugging: keep the data directory and server logs.
+            eprintln!("test data kept in {}", tmp.keep().display());
+        } else {
+            s._tmp = Some(tmp);
+        }
+        s.redis = redis;
+        s.spawn();
+        for i in 1..n {
+            let mut p = TestServer::new_node(s.dir.clone(), s.extra.clone(), i);
+            p.spawn();
+            s.peers.push(p);
+        }
+        if n > 1 {
+            s.wait_for_cluster(n);
+        }
+        s
+    }
+}
+
+impl TestServer {
+    pub fn builder() -> Builder {
+        Builder {
+            extra: String::new(),
+            nodes: None,
+        }
+    }
+
+    fn new_node(dir: PathBuf, extra: String, i: usize) -> TestServer {
+        TestServer {
+            child: None,
+            addr: String::new(),
+            dir,
+            _tmp: None,
+            extra,
+            peers: Vec::new(),
+            redis: None,
+            rr: Default::default(),
+            log_name: if i == 0 {
+                "server.log".into()
+            } else {
+                format!("server-{i}.log")
+            },
+        }
+    }
+
+    /// Starts one more node of an existing cluster (same data directory, same config).
+    pub fn join(dir: PathBuf, extra: String, i: usize) -> TestServer {
+        let mut s = TestServer::new_node(dir, extra, i);
+        s.spawn();
+        s
+    }
+
+    pub fn extra_config(&self) -> String {
+        self.extra.clone()
+    }
+
+    /// Running: started, and not killed from outside (a killed child stays a zombie until
+    /// reaped, so /proc says 'Z').
+    pub fn is_running(&self) -> bool {
+        let Some(c) = &self.child else { return false };
+        match std::fs::read_to_string(format!("/proc/{}/stat", c.id())) {
+            Ok(stat) => !stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
+    /// Node `i` of a cluster (0 is this one).
+    pub fn node(&self, i: usize) -> &TestServer {
+        if i == 0 {
+            self
+        } else {
+            &self.peers[i - 1]
+        }
+    }
+
+    pub fn node_mut(&mut self, i: usize) -> &mut TestServer {
+        if i == 0 {
+            self
+        } else {
+            &mut self.peers[i - 1]
+        }
+    }
+
+    pub fn node_count(&self) -> usize {
+        1 + self.peers.len()
+    }
+
+    /// The next node's address, round-robin over the nodes that are running.
+    pub fn pick(&self) -> String {
+        let n = self.node_count();
+        for _ in 0..n {
+            let i = self.rr.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+            if self.node(i).is_running() {
+                return self.node(i).addr.clone();
+            }
+        }
+        self.addr.clone()
+    }
+
+    /// Blocks until every running node sees `n` live nodes (GET /healthz).
+    pub fn wait_for_cluster(&self, n: usize) {
+        let settled = wait_until(Duration::from_secs(20), || {
+            (0..self.node_count())
+                .map(|i| self.node(i))
+                .filter(|node| node.child.is_some())
+                .all(|node| {
+                    let v = get_json(&format!("http://{}/healthz", node.addr));
+                    v["live"].as_array().map(|a| a.len()) == Some(n) && v["bus"] == "up"
+                })
+        });
+        assert!(
+            settled,
+            "the cluster did not settle on {n} nodes; log:\n{}",
+            self.log()
+        );
+    }
+
+    pub fn start() -> TestServer {
+        Self::builder().start()
+    }
+
+    /// Starts the process and waits for `/readyz`. A node with no address yet gets a free
+    /// port; if another process took that port meanwhile, it tries another.
+    fn spawn(&mut self) {
+        let cfg_path = self.dir.join(format!("{}.toml", self.log_name));
+        std::fs::write(&cfg_path, merged_config(&self.extra)).unwrap();
+        let fixed = !self.addr.is_empty();
+        for _ in 0..5 {
+            let addr = if fixed {
+                self.addr.clone()
+            } else {
+                format!("127.0.0.1:{}", free_port())
+            };
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(&self.log_name))
+                .unwrap();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
+                .args(["serve", "--listen", &addr, "--data-dir"])
+                .arg(&self.dir)
+                .arg("--config")
+                .arg(&cfg_path)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("spawn parley");
+            let ready = wait_until(Duration::from_secs(30), || {
+                matches!(child.try_wait(), Ok(Some(_))) || readyz(&addr) == 200
+            });
+            if ready && readyz(&addr) == 200 {
+                self.addr = addr;
+                self.child = Some(child);
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            if fixed || !self.log().contains("bind ") {
+                break;
+            }
+        }
+        panic!("server did not become ready; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(&self.log_name)).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// kill -9: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then wait for the exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let mut c = self.child.take().expect("running");
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let mut status = None;
+        wait_until(Duration::from_secs(10), || {
+            status = c.try_wait().unwrap();
+            status.is_some()
+        });
+        match status {
+            Some(s) => s.success(),
+            None => {
+                c.kill().ok();
+                panic!("server did not exit after SIGTERM");
+            }
+        }
+    }
+
+    /// Starts again on the same data directory and port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        wait_until(Duration::from_secs(5), || {
+            std::net::TcpListener::bind(&self.addr).is_ok()
+        });
+        self.spawn();
+    }
+
+    /// A URL on the next node (round-robin in a cluster).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.pick(), path)
+    }
+
+    /// One HTTP request with a JSON body; returns the status and the JSON answer (or Null).
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (status, bytes, _) = self
+            .http_raw(
+                method,
+                path,
+                token,
+                body.map(|b| ("application/json".to_string(), b.to_string().into_bytes())),
+                vec![],
+            )
+            .await;
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    /// A raw HTTP request: body with its content type, extra headers; returns status, body
+    /// bytes and the response headers.
+    pub async fn http_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(String, Vec<u8>)>,
+        headers: Vec<(String, String)>,
+    ) -> (u16, Vec<u8>, Vec<(String, String)>) {
+        let url = self.url(path);
+        let method = method.to_string();
+        let token = token.map(String::from);
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(20)))
+                .build()
+                .into();
+            let mut req = ureq::http::Request::builder()
+                .method(method.as_str())
+                .uri(&url);
+            if let Some(t) = &token {
+                req = req.header("Authorization", format!("Bearer {t}"));
+            }
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            let resp = match body {
+                Some((ct, bytes)) => agent.run(req.header("Content-Type", ct).body(bytes).unwrap()),
+                None => agent.run(req.body(()).unwrap()),
+            };
+            let mut resp = resp.expect("http request");
+            let status = resp.status().as_u16();
+            let hs = resp
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect();
+            let bytes = resp.body_mut().read_to_vec().unwrap_or_default();
+            (status, bytes, hs)
+        })
+        .await
+        .unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.http("GET", path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.http("POST", path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (u16, Value) {
+        self.http("DELETE", path, Some(token), None).await
+    }
+
+    /// Creates a user and logs in one device.
+    pub async fn user(&self, name: &str) -> Dev {
+        let (s, v) = self
+            .http(
+                "POST",
+                "/v1/users",
+                None,
+                Some(json!({"username": name, "password": "password123"})),
+            )
+            .await;
+        assert_eq!(s, 201, "create user {name}: {v}");
+        self.login(name).await
+    }
+
+    /// Logs in another device of an existing user.
+    pub async fn login(&self, name: &str) -> Dev {
+        let (s, v) = self
+            .http(
+                "POST",
+                "/v1/sessions",
+                None,
+                Some(json!({"username": name, "password": "password123"})),
+            )
+            .await;
+        assert_eq!(s, 200, "login {name}: {v}");
+        Dev {
+            user_id: v["user_id"].as_str().unwrap().to_string(),
+            device_id: v["device_id"].as_str().unwrap().to_string(),
+            token: v["token"].as_str().unwrap().to_string(),
+        }
+    }
+
+    pub async fn direct(&self, a: &Dev, b: &Dev) -> String {
+        let (s, v) = self
+            .http(
+                "POST",
+                "/v1/conversations",
+                Some(&a.token),
+                Some(json!({"kind": "direct", "members": [b.user_id]})),
+            )
+            .await;
+        assert!(s == 201 || s == 200, "direct: {s} {v}");
+        v["conversation_id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn group(&self, creator: &Dev, members: &[&Dev]) -> String {
+        let ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
+        let (s, v) = self
+            .http(
+                "POST",
+                "/v1/conversations",
+                Some(&creator.token),
+                Some(json!({"kind": "group", "title": "g", "members": ids})),
+            )
+            .await;
+        assert_eq!(s, 201, "group: {v}");
+        v["conversation_id"].as_str().unwrap().to_string()
+    }
+
+    /// All messages of a conversation via HTTP (forward paging).
+    pub async fn all_messages(&self, dev: &Dev, conv: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = 0u64;
+        loop {
+            let (s, v) = self
+                .http(
+                    "GET",
+                    &format!("/v1/conversations/{conv}/messages?after_seq={after}&limit=200"),
+                    Some(&dev.token),
+                    None,
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+            let page = v["messages"].as_array().unwrap().clone();
+            if page.is_empty() {
+                return out;
+            }
+            after = page.last().unwrap()["seq"].as_u64().unwrap();
+            out.extend(page);
+        }
+    }
+
+    /// A WebSocket on the next node (round-robin in a cluster).
+    pub async fn ws(&self, dev: &Dev) -> Client {
+        Client::connect(&self.pick(), Some(&dev.token)).await
+    }
+}
+
+/// BASE_CONFIG with a test's own TOML merged over it, table by table.
+fn merged_config(extra: &str) -> String {
+    let mut base: toml::Table = BASE_CONFIG.parse().unwrap();
+    let over: toml::Table = extra.parse().expect("test config is TOML");
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => b.extend(o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+    toml::to_string(&base).unwrap()
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- server log (last lines) ---");
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The client contract (docs/protocol.md), end to end: a real server process, real sockets.
+//! `scripts/test` runs this module once on one node and once on 3 nodes over Redis
+//! (`PARLEY_TEST_NODES=3`), where every client and HTTP call goes round-robin to the nodes.
+
+mod accounts;
+mod connection;
+mod conversations;
+mod files;
+mod messaging;
+mod retraction;
+mod sync;

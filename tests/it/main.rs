@@ -1,0 +1,15 @@
+//! The integration tests, in one binary so that the harness compiles once. Every test starts
+//! the real `parley` binary (and, for a cluster, a real `redis-server`) and talks to it over
+//! real sockets; the storage suite runs against the real backends.
+//!
+//! - `contract`: the client contract of docs/protocol.md; `scripts/test` runs it a second
+//!   time against 3 nodes (`PARLEY_TEST_NODES=3`).
+//! - `cluster`: faults under a cross-node load (kill -9, leave, Redis restart, join).
+//! - `durability`: acks survive kill -9; SIGTERM closes with 1012; migrations.
+//! - `storage`: the storage contract, every `Store` method, on each backend.
+
+mod cluster;
+mod common;
+mod contract;
+mod durability;
+mod storage;
