@@ -1,7 +1,8 @@
 //! Prometheus metrics, served at `/metrics`.
 //!
 //! One `Metrics` value is shared by every part of the server; each metric is updated by the part
-//! that owns the event (the gateway counts frames, the store times commits, and so on).
+//! that owns the event (the gateway counts frames, the store times commits, and so on). Each is
+//! declared once below, with its name and help text.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -9,139 +10,53 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-pub struct Metrics {
-    registry: Registry,
-    pub connections: Gauge,
-    pub frames_in: Counter,
-    pub frames_out: Counter,
-    pub acks: Counter,
-    pub ack_latency: Histogram,
-    pub commit_latency: Histogram,
-    pub batch_size: Histogram,
-    pub conversation_actors: Gauge,
-    pub slow_consumers: Counter,
-    pub rate_limited: Counter,
-    pub bus_published: Counter,
-    pub bus_received: Counter,
-    pub bus_up: Gauge,
-    pub cluster_nodes: Gauge,
-    pub forwarded: Counter,
-    pub forward_failed: Counter,
-    pub resyncs: Counter,
+/// 50 µs .. ~6.5 s
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.00005, 2.0, 18))
+}
+
+macro_rules! metrics {
+    ($( $field:ident : $ty:ty = $init:expr, $name:literal, $help:literal; )*) => {
+        pub struct Metrics {
+            registry: Registry,
+            $( pub $field: $ty, )*
+        }
+
+        impl Metrics {
+            pub fn new() -> Metrics {
+                let mut registry = Registry::with_prefix("parley");
+                $(
+                    let $field: $ty = $init;
+                    registry.register($name, $help, $field.clone());
+                )*
+                Metrics { registry, $( $field, )* }
+            }
+        }
+    };
+}
+
+metrics! {
+    connections: Gauge = Gauge::default(), "connections", "Open authenticated WebSocket sessions";
+    frames_in: Counter = Counter::default(), "frames_in", "WebSocket frames received from clients";
+    frames_out: Counter = Counter::default(), "frames_out", "WebSocket frames queued to clients";
+    acks: Counter = Counter::default(), "acks", "Messages acknowledged (durably stored)";
+    ack_latency: Histogram = latency(), "ack_latency_seconds", "Time from a send frame's arrival to its ack";
+    commit_latency: Histogram = latency(), "store_commit_seconds", "Time of one group commit of the store writer";
+    batch_size: Histogram = Histogram::new(exponential_buckets(1.0, 2.0, 12)), "store_batch_size", "Writes folded into one store commit";
+    conversation_actors: Gauge = Gauge::default(), "conversation_actors", "Live conversation actors";
+    conversation_refused: Counter = Counter::default(), "conversation_refused", "Requests refused `unavailable` because a conversation actor's mailbox was full";
+    slow_consumers: Counter = Counter::default(), "slow_consumers", "Sessions closed with 4429 because their outbound queue overflowed";
+    rate_limited: Counter = Counter::default(), "rate_limited", "Client frames refused by the rate limit";
+    bus_published: Counter = Counter::default(), "bus_published", "Frames this node published on the cluster bus";
+    bus_received: Counter = Counter::default(), "bus_received", "Frames this node received from other nodes";
+    bus_up: Gauge = Gauge::default(), "bus_up", "1 while the cluster bus subscription and heartbeat work (cluster mode only)";
+    cluster_nodes: Gauge = Gauge::default(), "cluster_nodes", "Live nodes this node sees (cluster mode only)";
+    forwarded: Counter = Counter::default(), "forwarded", "Requests forwarded to the owner node of a conversation";
+    forward_failed: Counter = Counter::default(), "forward_failed", "Forwarded requests answered `unavailable` (owner gone or no answer in time)";
+    resyncs: Counter = Counter::default(), "resyncs", "Times this node repaired its sessions from the store after missed bus frames";
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("parley");
-        let m = Metrics {
-            connections: Gauge::default(),
-            frames_in: Counter::default(),
-            frames_out: Counter::default(),
-            acks: Counter::default(),
-            // 50 µs .. ~6.5 s
-            ack_latency: Histogram::new(exponential_buckets(0.00005, 2.0, 18)),
-            commit_latency: Histogram::new(exponential_buckets(0.00005, 2.0, 18)),
-            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
-            conversation_actors: Gauge::default(),
-            slow_consumers: Counter::default(),
-            rate_limited: Counter::default(),
-            bus_published: Counter::default(),
-            bus_received: Counter::default(),
-            bus_up: Gauge::default(),
-            cluster_nodes: Gauge::default(),
-            forwarded: Counter::default(),
-            forward_failed: Counter::default(),
-            resyncs: Counter::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
-            "connections",
-            "Open authenticated WebSocket sessions",
-            m.connections.clone(),
-        );
-        registry.register(
-            "frames_in",
-            "WebSocket frames received from clients",
-            m.frames_in.clone(),
-        );
-        registry.register(
-            "frames_out",
-            "WebSocket frames queued to clients",
-            m.frames_out.clone(),
-        );
-        registry.register(
-            "acks",
-            "Messages acknowledged (durably stored)",
-            m.acks.clone(),
-        );
-        registry.register(
-            "ack_latency_seconds",
-            "Time from a send frame's arrival to its ack",
-            m.ack_latency.clone(),
-        );
-        registry.register(
-            "store_commit_seconds",
-            "Time of one group commit of the store writer",
-            m.commit_latency.clone(),
-        );
-        registry.register(
-            "store_batch_size",
-            "Writes folded into one store commit",
-            m.batch_size.clone(),
-        );
-        registry.register(
-            "conversation_actors",
-            "Live conversation actors",
-            m.conversation_actors.clone(),
-        );
-        registry.register(
-            "slow_consumers",
-            "Sessions closed with 4429 because their outbound queue overflowed",
-            m.slow_consumers.clone(),
-        );
-        registry.register(
-            "rate_limited",
-            "Client frames refused by the rate limit",
-            m.rate_limited.clone(),
-        );
-        registry.register(
-            "bus_published",
-            "Frames this node published on the cluster bus",
-            m.bus_published.clone(),
-        );
-        registry.register(
-            "bus_received",
-            "Frames this node received from other nodes",
-            m.bus_received.clone(),
-        );
-        registry.register(
-            "bus_up",
-            "1 while the cluster bus subscription and heartbeat work (cluster mode only)",
-            m.bus_up.clone(),
-        );
-        registry.register(
-            "cluster_nodes",
-            "Live nodes this node sees (cluster mode only)",
-            m.cluster_nodes.clone(),
-        );
-        registry.register(
-            "forwarded",
-            "Requests forwarded to the owner node of a conversation",
-            m.forwarded.clone(),
-        );
-        registry.register(
-            "forward_failed",
-            "Forwarded requests answered `unavailable` (owner gone or no answer in time)",
-            m.forward_failed.clone(),
-        );
-        registry.register(
-            "resyncs",
-            "Times this node repaired its sessions from the store after missed bus frames",
-            m.resyncs.clone(),
-        );
-        Metrics { registry, ..m }
-    }
-
     pub fn render(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");

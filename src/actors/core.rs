@@ -7,7 +7,7 @@
 use super::fanout;
 use super::hub::Hub;
 use super::registry::Registry;
-use super::routing::Peers;
+use super::peers::Peers;
 use crate::auth::Auth;
 use crate::blobs::Blobs;
 use crate::config::Config;

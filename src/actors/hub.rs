@@ -7,7 +7,6 @@
 //! conversations' ends from storage and repairs the gap. For messages nothing is lost; for
 //! ephemeral frames (typing, presence) a drop is what the contract allows.
 
-use super::session::SessionActor;
 use crate::domain::broadcast::Devices;
 use crate::domain::view;
 use actix::prelude::*;
@@ -45,7 +44,7 @@ pub enum ToSession {
 pub struct SessionHandle {
     pub session_id: Arc<str>,
     pub device_id: Arc<str>,
-    pub addr: Addr<SessionActor>,
+    pub addr: Recipient<ToSession>,
     /// Set when a frame was refused because the mailbox was full (see the module docs).
     pub missed: Arc<AtomicBool>,
 }

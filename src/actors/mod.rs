@@ -4,22 +4,26 @@
 //! Ownership: a conversation's seq counter, member list and receipt positions belong to its
 //! `ConvActor` (the single writer). A session's outbound queue and per-conversation delivery
 //! positions belong to its `SessionActor`. The `Hub` owns only the index "user -> live
-//! sessions"; the `Registry` only "conversation id -> actor address". Whether other nodes
-//! exist is behind the `Peers` trait (`routing`): the actors look the same on one node and in
-//! a cluster.
+//! sessions"; the `Registry` only "conversation id -> actor". Whether other nodes exist is
+//! behind the `Peers` trait: the actors look the same on one node and in a cluster.
+//!
+//! Within `actors`, dependencies point one way too: `envelope`, `peers` and `hub` at the
+//! bottom; `registry` (holds handles, starts nothing); `core` (the shared services, with the
+//! hub, the peers and the registry); the conversation actor on `core`; `routing` (starts
+//! conversation actors and sends to them); `create` and the session actor on top.
 
 pub mod conversation;
 pub mod core;
 pub mod create;
+pub mod envelope;
 mod fanout;
 pub mod hub;
+pub mod peers;
 pub mod registry;
 pub mod routing;
 pub mod session;
 
 pub use self::core::Core;
-pub use conversation::ConvActor;
-pub use hub::{Hub, SessionHandle, ToSession};
-pub use registry::Registry;
-pub use routing::{Peers, SingleNode};
+pub use hub::{Hub, ToSession};
+pub use peers::{Peers, SingleNode};
 pub use session::SessionActor;

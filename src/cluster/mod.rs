@@ -11,7 +11,9 @@
 //! Ownership: `Cluster` owns the table of forwarded requests awaiting an answer (a `DashMap`,
 //! reaped every 250 ms). The live node set and the Redis connections belong to the `Bus`.
 
-use crate::actors::routing::{self, ClusterStatus, Peers, Reply};
+use crate::actors::envelope::{Relinquish, Reply};
+use crate::actors::peers::{ClusterStatus, Peers};
+use crate::actors::routing;
 use crate::actors::{Core, ToSession};
 use crate::bus::frame::NodeFrame;
 use crate::bus::{Bus, Inbound, NodeId};
@@ -248,9 +250,11 @@ impl Inbound for NodeInbound {
         self.cluster.expire(gone);
         // Conversations that now belong elsewhere: their actors finish what they accepted and
         // stop, so this node never keeps a stale seq counter for a conversation it lost.
-        for (id, addr) in self.core.conversations.entries() {
+        for (id, handle) in self.core.conversations.entries() {
             if self.cluster.remote_owner(&id).is_some() {
-                addr.do_send(crate::actors::conversation::Relinquish);
+                // `do_send` passes a full mailbox: one message per membership change, and
+                // an owner that kept a stale seq counter would only be refused by the store.
+                handle.relinquish.do_send(Relinquish);
             }
         }
     }

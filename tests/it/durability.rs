@@ -4,12 +4,18 @@ use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Streams sends with a window of 32 in flight until the socket dies; returns the acks seen
-/// (client id -> seq) and every id that was sent.
-async fn stream_until_dead(mut c: Client, conv: String) -> (HashMap<String, u64>, Vec<String>) {
+/// (client id -> seq) and every id that was sent. `acks` counts the acks as they come.
+async fn stream_until_dead(
+    mut c: Client,
+    conv: String,
+    acks: Arc<AtomicUsize>,
+) -> (HashMap<String, u64>, Vec<String>) {
     let mut acked = HashMap::new();
     let mut sent = Vec::new();
     let mut next = 0u64;
@@ -31,6 +37,7 @@ async fn stream_until_dead(mut c: Client, conv: String) -> (HashMap<String, u64>
             Ok(Some(Ok(Message::Text(t)))) => {
                 let v: Value = serde_json::from_str(&t).unwrap();
                 if v["type"] == "ack" {
+                    acks.fetch_add(1, Ordering::Relaxed);
                     acked.insert(
                         v["id"].as_str().unwrap().to_string(),
                         v["seq"].as_u64().unwrap(),
@@ -50,9 +57,14 @@ async fn kill9_under_load_loses_no_acked_message() {
     let b = s.user("bob").await;
     let conv = s.direct(&a, &b).await;
     let sender = s.ws(&a).await;
-    let task = tokio::spawn(stream_until_dead(sender, conv.clone()));
+    let acks = Arc::new(AtomicUsize::new(0));
+    let task = tokio::spawn(stream_until_dead(sender, conv.clone(), acks.clone()));
     // Let it run until a few hundred acks are in, then pull the plug mid-stream.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let flowing = eventually(Duration::from_secs(30), || async {
+        acks.load(Ordering::Relaxed) >= 100
+    })
+    .await;
+    assert!(flowing, "the stream did not get going");
     s.kill9();
     let (acked, sent) = task.await.unwrap();
     assert!(

@@ -12,4 +12,5 @@ mod cluster;
 mod common;
 mod contract;
 mod durability;
+mod layers;
 mod storage;

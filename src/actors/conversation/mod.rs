@@ -18,7 +18,8 @@ mod receipts;
 mod retraction;
 
 use super::core::Core;
-use super::routing::{Envelope, Reply, MAILBOX};
+use super::envelope::{Envelope, Relinquish, Reply, MAILBOX};
+use super::registry::{next_generation, ConvHandle};
 use crate::domain::broadcast::Devices;
 use crate::domain::{view, Caller, ConvRequest, ConvResult};
 use crate::error::{ApiError, ApiResult};
@@ -41,6 +42,8 @@ enum Phase {
 pub struct ConvActor {
     core: Arc<Core>,
     id: Arc<str>,
+    /// This actor's entry in the registry (see `registry::ConvHandle`).
+    generation: u64,
     phase: Phase,
     /// Sends waiting for the next commit.
     pending: Vec<Pending>,
@@ -77,10 +80,22 @@ impl Answer {
 }
 
 impl ConvActor {
-    pub fn new(core: Arc<Core>, id: Arc<str>) -> Self {
+    /// Starts the actor of conversation `id` (it loads its state from the store first).
+    pub fn launch(core: &Arc<Core>, id: &str) -> ConvHandle {
+        let generation = next_generation();
+        let addr = ConvActor::new(core.clone(), Arc::from(id), generation).start();
+        ConvHandle {
+            generation,
+            mailbox: addr.clone().recipient(),
+            relinquish: addr.recipient(),
+        }
+    }
+
+    fn new(core: Arc<Core>, id: Arc<str>, generation: u64) -> Self {
         ConvActor {
             core,
             id,
+            generation,
             phase: Phase::Loading,
             pending: Vec::new(),
             committing: false,
@@ -132,7 +147,7 @@ impl ConvActor {
                     if !matches!(act.phase, Phase::Ready(_)) {
                         // New requests start a fresh actor; the ones already queued here are
                         // answered from this phase before it stops.
-                        act.core.conversations.remove_if(&act.id, &ctx.address());
+                        act.core.conversations.remove_if(&act.id, act.generation);
                         ctx.run_later(Duration::from_millis(500), |_, ctx| ctx.stop());
                     } else {
                         // Sends that arrived during a reload (after a conflict) go now.
@@ -153,14 +168,14 @@ impl Actor for ConvActor {
         let idle = Duration::from_secs(self.core.config.actors.conversation_idle_secs.max(1));
         ctx.run_interval(idle.min(Duration::from_secs(30)), move |act, ctx| {
             if !act.committing && act.pending.is_empty() && act.last_activity.elapsed() >= idle {
-                act.core.conversations.remove_if(&act.id, &ctx.address());
+                act.core.conversations.remove_if(&act.id, act.generation);
                 ctx.stop();
             }
         });
     }
 
-    fn stopped(&mut self, ctx: &mut Context<Self>) {
-        self.core.conversations.remove_if(&self.id, &ctx.address());
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.core.conversations.remove_if(&self.id, self.generation);
         self.core.metrics.conversation_actors.dec();
         for p in self.pending.drain(..) {
             p.answer.send(
@@ -211,17 +226,12 @@ impl ConvActor {
     }
 }
 
-/// This node no longer owns the conversation: finish what was accepted, then stop.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Relinquish;
-
 impl Handler<Relinquish> for ConvActor {
     type Result = ();
     fn handle(&mut self, _: Relinquish, ctx: &mut Context<Self>) {
         // New requests (if any still reach this node) start a fresh actor that reloads from
         // storage; this one stops once its commit in flight has answered its senders.
-        self.core.conversations.remove_if(&self.id, &ctx.address());
+        self.core.conversations.remove_if(&self.id, self.generation);
         self.relinquished = true;
         self.start_commit(ctx);
     }

@@ -89,7 +89,7 @@ impl SessionActor {
         let handle = SessionHandle {
             session_id: self.session_id.clone(),
             device_id: ident.device_id.clone(),
-            addr: ctx.address(),
+            addr: ctx.address().recipient(),
             missed: self.missed.clone(),
         };
         let first = self.core.hub.register(ident.user_id.clone(), handle);

@@ -246,149 +246,155 @@ mod tests {
             .collect()
     }
 
+    fn col_type(s: &Stmt, t: &Table, c: &str) -> CqlType {
+        *t.columns
+            .get(c)
+            .unwrap_or_else(|| panic!("{}: no column {c}", s.name))
+    }
+
+    fn table_of<'a>(s: &Stmt, tables: &'a HashMap<String, Table>, name: &str) -> &'a Table {
+        tables
+            .get(name)
+            .unwrap_or_else(|| panic!("{}: no table {name}", s.name))
+    }
+
+    /// The partition key (and, for a single-row write, the clustering key) must be bound
+    /// with `= ?`.
+    fn require_keys(s: &Stmt, t: &Table, bound: &[(String, String, String)], whole_row: bool) {
+        let keys = t
+            .partition
+            .iter()
+            .chain(t.clustering.iter().filter(|_| whole_row));
+        for k in keys {
+            assert!(
+                bound
+                    .iter()
+                    .any(|(c, op, v)| c == k && op == "=" && v == "?"),
+                "{}: key column {k} not bound",
+                s.name
+            );
+        }
+    }
+
+    /// The types of the `?`s of a WHERE or IF clause, in order.
+    fn bound_types(s: &Stmt, t: &Table, conds: &[(String, String, String)]) -> Vec<CqlType> {
+        conds
+            .iter()
+            .filter(|(_, _, v)| v == "?")
+            .map(|(c, _, _)| col_type(s, t, c))
+            .collect()
+    }
+
+    fn check_select(s: &Stmt, tables: &HashMap<String, Table>, rest: &str) -> Vec<CqlType> {
+        let (cols, rest) = rest.split_once(" FROM ").unwrap();
+        let (table, rest) = rest.split_once(" WHERE ").unwrap();
+        let t = table_of(s, tables, table);
+        for c in split_list(cols) {
+            col_type(s, t, &c);
+        }
+        let (clause, tail) = match rest.find(" ORDER BY ").or_else(|| rest.find(" LIMIT ")) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let conds = conditions(clause);
+        require_keys(s, t, &conds, false);
+        let mut binds = bound_types(s, t, &conds);
+        if let Some(order) = tail.trim().strip_prefix("ORDER BY ") {
+            let col = order.split_whitespace().next().unwrap();
+            assert!(
+                t.clustering.first().map(String::as_str) == Some(col),
+                "{}: ORDER BY {col} is not the clustering key",
+                s.name
+            );
+        }
+        if tail.ends_with("LIMIT ?") {
+            binds.push(Int);
+        }
+        binds
+    }
+
+    fn check_insert(s: &Stmt, tables: &HashMap<String, Table>, rest: &str) -> Vec<CqlType> {
+        let (table, rest) = rest.split_once(" (").unwrap();
+        let (cols, rest) = rest.split_once(") VALUES (").unwrap();
+        let (values, tail) = rest.split_once(')').unwrap();
+        let t = table_of(s, tables, table);
+        let cols = split_list(cols);
+        let values = split_list(values);
+        assert_eq!(
+            cols.len(),
+            values.len(),
+            "{}: columns and values differ in number",
+            s.name
+        );
+        for k in t.partition.iter().chain(&t.clustering) {
+            assert!(
+                cols.contains(k),
+                "{}: INSERT without key column {k}",
+                s.name
+            );
+        }
+        let mut binds: Vec<CqlType> = cols
+            .iter()
+            .zip(&values)
+            .map(|(c, v)| (col_type(s, t, c), v))
+            .filter(|(_, v)| *v == "?")
+            .map(|(ty, _)| ty)
+            .collect();
+        if tail.contains("USING TTL ?") {
+            binds.push(Int);
+        }
+        binds
+    }
+
+    fn check_update(s: &Stmt, tables: &HashMap<String, Table>, rest: &str) -> Vec<CqlType> {
+        let (table, rest) = rest.split_once(" SET ").unwrap();
+        let (sets, rest) = rest.split_once(" WHERE ").unwrap();
+        let t = table_of(s, tables, table);
+        let mut binds = Vec::new();
+        for set in sets.split(", ") {
+            let (c, v) = set.split_once(" = ").unwrap();
+            let ty = col_type(s, t, c);
+            let is_key = t.partition.iter().chain(&t.clustering).any(|k| k == c);
+            assert!(!is_key, "{}: SET of a key column", s.name);
+            if v == "?" {
+                binds.push(ty);
+            }
+        }
+        let (clause, cond) = match rest.split_once(" IF ") {
+            Some((w, c)) => (w, Some(c)),
+            None => (rest, None),
+        };
+        let conds = conditions(clause);
+        require_keys(s, t, &conds, true);
+        binds.extend(bound_types(s, t, &conds));
+        if let Some(cond) = cond.filter(|c| *c != "EXISTS") {
+            binds.extend(bound_types(s, t, &conditions(cond)));
+        }
+        binds
+    }
+
+    fn check_delete(s: &Stmt, tables: &HashMap<String, Table>, rest: &str) -> Vec<CqlType> {
+        let (table, clause) = rest.split_once(" WHERE ").unwrap();
+        let t = table_of(s, tables, table);
+        let conds = conditions(clause);
+        require_keys(s, t, &conds, true);
+        bound_types(s, t, &conds)
+    }
+
     /// Checks one statement; returns the column (or pseudo-column) each `?` binds, in order.
     fn check(s: &Stmt, tables: &HashMap<String, Table>) -> Vec<CqlType> {
         let cql = s.cql;
-        let col_type = |t: &Table, c: &str| -> CqlType {
-            *t.columns
-                .get(c)
-                .unwrap_or_else(|| panic!("{}: no column {c}", s.name))
-        };
-        let table_of = |name: &str| {
-            tables
-                .get(name)
-                .unwrap_or_else(|| panic!("{}: no table {name}", s.name))
-        };
-        let mut binds = Vec::new();
-        let require_keys = |t: &Table, bound: &[(String, String, String)], whole_row: bool| {
-            for k in &t.partition {
-                assert!(
-                    bound
-                        .iter()
-                        .any(|(c, op, v)| c == k && op == "=" && v == "?"),
-                    "{}: partition key {k} not bound",
-                    s.name
-                );
-            }
-            if whole_row {
-                for k in &t.clustering {
-                    assert!(
-                        bound
-                            .iter()
-                            .any(|(c, op, v)| c == k && op == "=" && v == "?"),
-                        "{}: clustering key {k} not bound for a single-row write",
-                        s.name
-                    );
-                }
-            }
-        };
         if let Some(rest) = cql.strip_prefix("SELECT ") {
-            let (cols, rest) = rest.split_once(" FROM ").unwrap();
-            let (table, rest) = rest.split_once(" WHERE ").unwrap();
-            let t = table_of(table);
-            for c in split_list(cols) {
-                col_type(t, &c);
-            }
-            let (clause, tail) = match rest.find(" ORDER BY ").or_else(|| rest.find(" LIMIT ")) {
-                Some(i) => (&rest[..i], &rest[i..]),
-                None => (rest, ""),
-            };
-            let conds = conditions(clause);
-            require_keys(t, &conds, false);
-            for (c, _, v) in &conds {
-                if v == "?" {
-                    binds.push(col_type(t, c));
-                }
-            }
-            if let Some(order) = tail.trim().strip_prefix("ORDER BY ") {
-                let col = order.split_whitespace().next().unwrap();
-                assert!(
-                    t.clustering.first().map(String::as_str) == Some(col),
-                    "{}: ORDER BY {col} is not the clustering key",
-                    s.name
-                );
-            }
-            if tail.ends_with("LIMIT ?") {
-                binds.push(Int);
-            }
+            check_select(s, tables, rest)
         } else if let Some(rest) = cql.strip_prefix("INSERT INTO ") {
-            let (table, rest) = rest.split_once(" (").unwrap();
-            let (cols, rest) = rest.split_once(") VALUES (").unwrap();
-            let (values, tail) = rest.split_once(')').unwrap();
-            let t = table_of(table);
-            let cols = split_list(cols);
-            let values = split_list(values);
-            assert_eq!(
-                cols.len(),
-                values.len(),
-                "{}: columns and values differ in number",
-                s.name
-            );
-            for k in t.partition.iter().chain(&t.clustering) {
-                assert!(
-                    cols.contains(k),
-                    "{}: INSERT without key column {k}",
-                    s.name
-                );
-            }
-            for (c, v) in cols.iter().zip(&values) {
-                let ty = col_type(t, c);
-                if v == "?" {
-                    binds.push(ty);
-                }
-            }
-            if tail.contains("USING TTL ?") {
-                binds.push(Int);
-            }
+            check_insert(s, tables, rest)
         } else if let Some(rest) = cql.strip_prefix("UPDATE ") {
-            let (table, rest) = rest.split_once(" SET ").unwrap();
-            let (sets, rest) = rest.split_once(" WHERE ").unwrap();
-            let t = table_of(table);
-            for set in sets.split(", ") {
-                let (c, v) = set.split_once(" = ").unwrap();
-                let ty = col_type(t, c);
-                assert!(
-                    !t.partition.contains(&c.to_string()) && !t.clustering.contains(&c.to_string()),
-                    "{}: SET of a key column",
-                    s.name
-                );
-                if v == "?" {
-                    binds.push(ty);
-                }
-            }
-            let (clause, cond) = match rest.split_once(" IF ") {
-                Some((w, c)) => (w, Some(c)),
-                None => (rest, None),
-            };
-            let conds = conditions(clause);
-            require_keys(t, &conds, true);
-            for (c, _, v) in &conds {
-                if v == "?" {
-                    binds.push(col_type(t, c));
-                }
-            }
-            if let Some(cond) = cond.filter(|c| *c != "EXISTS") {
-                for (c, _, v) in conditions(cond) {
-                    let ty = col_type(t, &c);
-                    if v == "?" {
-                        binds.push(ty);
-                    }
-                }
-            }
+            check_update(s, tables, rest)
         } else if let Some(rest) = cql.strip_prefix("DELETE FROM ") {
-            let (table, clause) = rest.split_once(" WHERE ").unwrap();
-            let t = table_of(table);
-            let conds = conditions(clause);
-            require_keys(t, &conds, true);
-            for (c, _, v) in &conds {
-                if v == "?" {
-                    binds.push(col_type(t, c));
-                }
-            }
+            check_delete(s, tables, rest)
         } else {
             panic!("{}: unrecognised statement", s.name);
         }
-        binds
     }
 
     #[test]

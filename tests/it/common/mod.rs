@@ -89,6 +89,14 @@ pub fn assert_err(answer: &(u16, Value), status: u16, code: &str) {
     );
 }
 
+/// Milliseconds since the Unix epoch, as the server stamps `ts`.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// The seqs of a list of message frames.
 pub fn seqs(frames: &[Value]) -> Vec<u64> {
     frames.iter().map(|f| f["seq"].as_u64().unwrap()).collect()

@@ -458,6 +458,21 @@ impl TestServer {
         }
     }
 
+    /// Waits until `dev`'s delivered cursor in `conv` (as `GET /v1/conversations` shows it)
+    /// reaches `seq`: a `received` is applied asynchronously.
+    pub async fn wait_delivered(&self, dev: &Dev, conv: &str, seq: u64) {
+        let reached = super::eventually(Duration::from_secs(10), || async {
+            let (_, v) = self.get("/v1/conversations", &dev.token).await;
+            v["conversations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["conversation_id"] == conv && c["delivered_seq"].as_u64() >= Some(seq))
+        })
+        .await;
+        assert!(reached, "delivered cursor of {conv} never reached {seq}");
+    }
+
     /// A WebSocket on the next node (round-robin in a cluster).
     pub async fn ws(&self, dev: &Dev) -> Client {
         Client::connect(&self.pick(), Some(&dev.token)).await

@@ -113,6 +113,7 @@ async fn auth_by_frame_deadline_and_bad_tokens() {
     assert!(ready["heartbeat_ms"].as_u64().unwrap() > 0);
     assert!(ready["session_id"].as_str().is_some());
     // Still open after the deadline once authenticated.
+    // (This waits for a deadline to pass, the 400 ms configured above, not for an event.)
     tokio::time::sleep(Duration::from_millis(600)).await;
     ws.send(tokio_tungstenite::tungstenite::Message::Text(
         json!({"type": "sync", "id": "s"}).to_string().into(),

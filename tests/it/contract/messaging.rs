@@ -245,15 +245,11 @@ async fn idle_conversation_actor_is_rebuilt_from_storage() {
             .find(|l| l.starts_with("parley_conversation_actors "))
             .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
     };
-    let mut stopped = false;
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped = eventually(Duration::from_secs(30), || async {
         let (_, body, _) = s.http_raw("GET", "/metrics", None, None, vec![]).await;
-        if actors(&String::from_utf8_lossy(&body)) == Some(0) {
-            stopped = true;
-            break;
-        }
-    }
+        actors(&String::from_utf8_lossy(&body)) == Some(0)
+    })
+    .await;
     assert!(stopped, "the idle actor never stopped");
     let again = wa.send_msg(&conv, "2", "two").await;
     assert_eq!(

@@ -97,9 +97,9 @@ async fn retraction_purges_and_checks_permissions() {
         .await;
     assert_eq!(seqs(v["messages"].as_array().unwrap()), vec![1, 2, 3]);
 
-    // The window closes for the sender.
-    wb.send_msg(&g, "b3", "late").await;
-    tokio::time::sleep(Duration::from_millis(2600)).await;
+    // The window (2 s) closes for the sender: wait until the message is older than that.
+    let sent = wb.send_msg(&g, "b3", "late").await["ts"].as_i64().unwrap();
+    assert!(eventually(Duration::from_secs(5), || async { now_ms() > sent + 2_000 }).await);
     wb.send(
         json!({"type": "delete", "id": "d4", "conversation_id": g, "seq": 4, "scope": "everyone"}),
     )
@@ -141,7 +141,7 @@ async fn offline_device_gets_retractions_in_sync() {
         assert_eq!(wb.sync_all(10).await.len(), 2);
         wb.send(json!({"type": "received", "conversation_id": conv, "seq": 2}))
             .await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        s.wait_delivered(&b, &conv, 2).await;
     }
     // While Bob is away, Alice retracts message 1 (which Bob holds) and sends 3, then
     // retracts 3 (which Bob never saw).

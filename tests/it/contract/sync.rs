@@ -29,7 +29,7 @@ async fn offline_device_syncs_in_pages_exactly_once() {
     // Reported as received: a new session is owed nothing.
     wb.send(json!({"type": "received", "conversation_id": conv, "seq": 7}))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.wait_delivered(&b, &conv, 7).await;
     drop(wb);
     let mut wb = s.ws(&b).await;
     assert_eq!(wb.ready["conversations"][0]["delivered_seq"], 7);
