@@ -15,6 +15,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub workers: usize,
     pub shutdown_grace_secs: u64,
+    pub data_dir_lock_wait_ms: u64,
     pub auth: AuthConfig,
     pub storage: StorageConfig,
     pub limits: Limits,
@@ -74,6 +75,7 @@ pub struct Limits {
     pub retract_window_secs: u64,
     pub max_file_bytes: u64,
     pub max_json_bytes: usize,
+    pub max_concurrent_uploads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +83,10 @@ pub struct Limits {
 pub struct GatewayConfig {
     pub heartbeat_ms: u64,
     pub heartbeat_timeout_ms: u64,
+    pub max_connections: usize,
+    pub max_pending_auth: usize,
+    pub request_header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,6 +135,17 @@ impl Config {
         }
         if l.outbound_queue == 0 || self.storage.max_batch == 0 || self.storage.readers == 0 {
             return Err("outbound_queue, max_batch and readers must be positive".into());
+        }
+        let g = &self.gateway;
+        if g.max_pending_auth == 0 || l.max_concurrent_uploads == 0 {
+            return Err("max_pending_auth and max_concurrent_uploads must be positive".into());
+        }
+        // actix-web computes the header deadline from a clock it refreshes every 500 ms: a
+        // shorter timeout can expire before the first byte is read.
+        if g.request_header_timeout_ms < 1000 || g.body_timeout_ms == 0 {
+            return Err(
+                "gateway: need request_header_timeout_ms >= 1000 and body_timeout_ms > 0".into(),
+            );
         }
         let c = &self.cluster;
         if !c.bus.is_empty() && !c.bus.starts_with("redis://") {

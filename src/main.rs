@@ -1,4 +1,8 @@
 //! The `parley` command line: `parley serve` runs a node; `parley config` prints the defaults.
+//!
+//! Nothing here (or anywhere in the server) prints with `println!`/`eprintln!`, which panic
+//! when the other end of stdout or stderr is gone: `say` and `fail` write and ignore errors,
+//! and logs go through a lossy background writer (`init_logging`).
 
 use clap::{Parser, Subcommand};
 use parley::config::Config;
@@ -59,7 +63,7 @@ fn main() {
     let cli = Cli::parse();
     let (listen, data_dir, config, bus, store, log_json) = match cli.cmd {
         Some(Cmd::Config) => {
-            print!("{}", parley::config::DEFAULT_CONFIG);
+            say(parley::config::DEFAULT_CONFIG);
             return;
         }
         Some(Cmd::Migrate {
@@ -77,10 +81,10 @@ fn main() {
             let dir = data_dir.unwrap_or(cfg.data_dir);
             match parley::storage::sqlite::migrate_dir(&dir) {
                 Ok((before, after)) => {
-                    println!(
-                        "sqlite schema at version {after} (was {before}) in {}",
+                    say(&format!(
+                        "sqlite schema at version {after} (was {before}) in {}\n",
                         dir.display()
-                    );
+                    ));
                     return;
                 }
                 Err(e) => fail(&e),
@@ -109,8 +113,10 @@ fn main() {
     if let Some(s) = store {
         cfg.storage.url = s;
     }
-    init_logging(log_json || cfg.log.format == "json");
+    let logs = init_logging(log_json || cfg.log.format == "json");
     let result = actix_web::rt::System::new().block_on(parley::server::run(cfg));
+    // Writes out what is queued (unless the log pipe is gone: then the lines are dropped).
+    drop(logs);
     if let Err(e) = result {
         fail(&e);
     }
@@ -123,7 +129,9 @@ fn migrate_scylla(url: &str, replication: u32) {
         .build()
         .expect("tokio runtime");
     match rt.block_on(parley::storage::scylla::migrate(url, replication)) {
-        Ok((before, after)) => println!("scylla schema at version {after} (was {before}) in {url}"),
+        Ok((before, after)) => say(&format!(
+            "scylla schema at version {after} (was {before}) in {url}\n"
+        )),
         Err(e) => fail(&e),
     }
 }
@@ -144,20 +152,36 @@ fn load_config(path: Option<&PathBuf>) -> Config {
     Config::load(text.as_deref()).unwrap_or_else(|e| fail(&e))
 }
 
-fn init_logging(json: bool) {
+/// Logs to stderr through a bounded queue and a writer thread: when the queue is full (a
+/// stalled log reader) lines are dropped, and write errors (a closed pipe) are ignored, so
+/// logging never blocks a server thread or stops a shutdown.
+fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer)
+        .log_internal_errors(false);
     if json {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
+}
+
+/// Writes to stdout; a closed stdout is not an error worth dying for.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }
 
 fn fail(msg: &str) -> ! {
-    eprintln!("parley: {msg}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "parley: {msg}");
     std::process::exit(1);
 }

@@ -45,6 +45,9 @@ metrics! {
     batch_size: Histogram = Histogram::new(exponential_buckets(1.0, 2.0, 12)), "store_batch_size", "Writes folded into one store commit";
     conversation_actors: Gauge = Gauge::default(), "conversation_actors", "Live conversation actors";
     conversation_refused: Counter = Counter::default(), "conversation_refused", "Requests refused `unavailable` because a conversation actor's mailbox was full";
+    connections_refused: Counter = Counter::default(), "connections_refused", "WebSocket upgrades answered 503 because the node was full (max_connections) or too many waited to authenticate (max_pending_auth)";
+    sessions_pending: Gauge = Gauge::default(), "sessions_pending", "WebSocket connections that have not authenticated yet";
+    uploads_refused: Counter = Counter::default(), "uploads_refused", "Uploads answered 429 because the user had max_concurrent_uploads running";
     slow_consumers: Counter = Counter::default(), "slow_consumers", "Sessions closed with 4429 because their outbound queue overflowed";
     rate_limited: Counter = Counter::default(), "rate_limited", "Client frames refused by the rate limit";
     bus_published: Counter = Counter::default(), "bus_published", "Frames this node published on the cluster bus";

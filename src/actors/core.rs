@@ -4,10 +4,11 @@
 //! a membership event, a commit's fan-out each go to this node's sessions through the `Hub`
 //! and, in a cluster, to the other nodes through `Peers`, always together.
 
+use super::admission::Admission;
 use super::fanout;
 use super::hub::Hub;
-use super::registry::Registry;
 use super::peers::Peers;
+use super::registry::Registry;
 use crate::auth::Auth;
 use crate::blobs::Blobs;
 use crate::config::Config;
@@ -28,6 +29,7 @@ pub struct Core {
     pub conversations: Registry,
     pub peers: Arc<dyn Peers>,
     pub blobs: Blobs,
+    pub admission: Arc<Admission>,
     shutting_down: AtomicBool,
 }
 
@@ -38,6 +40,7 @@ impl Core {
         auth: Auth,
         metrics: Arc<Metrics>,
         peers: Arc<dyn Peers>,
+        admission: Arc<Admission>,
     ) -> Core {
         let blobs = Blobs::new(config.data_dir.join("files"));
         Core {
@@ -49,6 +52,7 @@ impl Core {
             conversations: Registry::default(),
             peers,
             blobs,
+            admission,
             shutting_down: AtomicBool::new(false),
         }
     }

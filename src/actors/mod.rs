@@ -7,11 +7,12 @@
 //! sessions"; the `Registry` only "conversation id -> actor". Whether other nodes exist is
 //! behind the `Peers` trait: the actors look the same on one node and in a cluster.
 //!
-//! Within `actors`, dependencies point one way too: `envelope`, `peers` and `hub` at the
+//! Within `actors`, dependencies point one way too: `envelope`, `peers`, `hub` and `admission` at the
 //! bottom; `registry` (holds handles, starts nothing); `core` (the shared services, with the
 //! hub, the peers and the registry); the conversation actor on `core`; `routing` (starts
 //! conversation actors and sends to them); `create` and the session actor on top.
 
+pub mod admission;
 pub mod conversation;
 pub mod core;
 pub mod create;

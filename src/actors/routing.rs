@@ -42,12 +42,22 @@ pub fn route_local(
     };
     let start = || ConvActor::launch(core, conversation_id);
     // A closed mailbox means the actor just stopped (idle): the registry starts a fresh one.
-    let env = match core.conversations.get(conversation_id, start).mailbox.try_send(env) {
+    let env = match core
+        .conversations
+        .get(conversation_id, start)
+        .mailbox
+        .try_send(env)
+    {
         Ok(()) => return,
         Err(SendError::Closed(env)) => env,
         Err(SendError::Full(env)) => return refuse(core, env, "conversation busy, retry"),
     };
-    match core.conversations.get(conversation_id, start).mailbox.try_send(env) {
+    match core
+        .conversations
+        .get(conversation_id, start)
+        .mailbox
+        .try_send(env)
+    {
         Ok(()) => {}
         Err(SendError::Closed(env) | SendError::Full(env)) => {
             refuse(core, env, "conversation unavailable, retry")

@@ -64,6 +64,19 @@ fn declared_type(req: &HttpRequest) -> ApiResult<String> {
         .ok_or_else(|| ApiError::bad_request("set Content-Type to the file's type"))
 }
 
+/// A full disk is the node's condition, not a fault: `unavailable`, retry later.
+fn io_error(e: std::io::Error) -> ApiError {
+    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    let mut err = match e.kind() {
+        StorageFull | QuotaExceeded => {
+            ApiError::unavailable("the server's storage is full; retry later")
+        }
+        _ => ApiError::internal(&e),
+    };
+    err.cause = Some(e.to_string());
+    err
+}
+
 fn too_large(max: u64) -> ApiError {
     ApiError::too_large(format!("files are at most {max} bytes"))
 }
@@ -75,6 +88,7 @@ pub async fn upload(
     mut body: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let declared = declared_type(&req)?;
+    let _permit = core.admission.upload(&caller.user_id)?;
     let max = core.config.limits.max_file_bytes;
     let announced = req
         .headers()
@@ -84,14 +98,14 @@ pub async fn upload(
     if announced.is_some_and(|len| len > max) {
         return Err(too_large(max));
     }
-    let mut upload = core.blobs.begin().await.map_err(ApiError::internal)?;
+    let mut upload = core.blobs.begin().await.map_err(io_error)?;
     receive(&mut body, &mut upload, max).await?;
     if upload.size() == 0 {
         return Err(ApiError::bad_request("empty file"));
     }
     check_type(&declared, upload.head())?;
     let size = upload.size();
-    let sha256 = upload.commit().await.map_err(ApiError::internal)?;
+    let sha256 = upload.commit().await.map_err(io_error)?;
     let row = FileRow {
         file_id: new_id(),
         uploader_id: caller.user_id,
@@ -114,11 +128,14 @@ pub async fn upload(
 /// by the caller, which removes its temporary file.
 async fn receive(body: &mut web::Payload, upload: &mut Upload, max: u64) -> ApiResult<()> {
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
+        let chunk = chunk.map_err(|e| match super::slow::is_timeout(&e) {
+            true => super::slow::too_slow(),
+            false => ApiError::bad_request(format!("upload interrupted: {e}")),
+        })?;
         if upload.size() + chunk.len() as u64 > max {
             return Err(too_large(max));
         }
-        upload.write(&chunk).await.map_err(ApiError::internal)?;
+        upload.write(&chunk).await.map_err(io_error)?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ mod conversations;
 mod error;
 pub mod files;
 mod health;
+pub mod slow;
 pub mod ws;
 
 use crate::actors::Core;
@@ -55,11 +56,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
         web::JsonConfig::default()
             .limit(max_json)
             .error_handler(|err, _| {
+                use actix_web::error::JsonPayloadError as E;
                 let e = match err {
-                    actix_web::error::JsonPayloadError::Overflow { .. }
-                    | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => {
+                    E::Overflow { .. } | E::OverflowKnownLength { .. } => {
                         ApiError::too_large("JSON body too large")
                     }
+                    E::Payload(p) if slow::is_timeout(&p) => slow::too_slow(),
                     other => ApiError::bad_request(format!("bad JSON body: {other}")),
                 };
                 e.into()

@@ -1,5 +1,6 @@
-//! The WebSocket upgrade: authenticates by header if one is given and hands the socket to a
-//! new `SessionActor` (which enforces the auth deadline when there is no header).
+//! The WebSocket upgrade: takes a place in the node's admission limits (else 503),
+//! authenticates by header if one is given and hands the socket to a new `SessionActor`
+//! (which enforces the auth deadline when there is no header).
 
 use super::bearer;
 use crate::actors::session::PreAuth;
@@ -16,6 +17,8 @@ pub async fn upgrade(
     if core.is_shutting_down() {
         return Err(ApiError::unavailable("server is restarting").into());
     }
+    // Before the upgrade: a refusal is a plain 503 with the JSON error body.
+    let permit = core.admission.session()?;
     let pre = match bearer(&req) {
         None => PreAuth::None,
         Some(token) => match core.auth.verify(token) {
@@ -28,7 +31,7 @@ pub async fn upgrade(
     let core = core.into_inner();
     SessionActor::create(move |ctx| {
         ctx.add_stream(stream);
-        SessionActor::new(core, session, pre)
+        SessionActor::new(core, session, pre, permit)
     });
     Ok(response)
 }

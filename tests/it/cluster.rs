@@ -410,6 +410,28 @@ async fn redis_restart_under_load_loses_nothing_and_readiness_follows() {
     report("redis restart", &reports);
 }
 
+/// Redis paused with SIGSTOP (not killed): its sockets stay open and nothing answers. Every
+/// node must notice within a bounded time (readiness red), fail forwards with `unavailable`
+/// (the clients retry with the same ids), and recover by itself after SIGCONT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_bus_fails_fast_and_recovers_without_loss() {
+    let _one = serial().await;
+    let mut s = cluster(3);
+    let redis = Arc::new(std::sync::Mutex::new(s.redis.take().unwrap()));
+    let r = redis.clone();
+    let reports = load_through(&mut s, |addrs| async move {
+        r.lock().unwrap().pause();
+        let stalled = Instant::now();
+        wait_ready(&addrs, 503, Duration::from_secs(6)).await;
+        eprintln!("stalled bus: every node red after {:?}", stalled.elapsed());
+        tokio::time::sleep(Duration::from_secs(10).saturating_sub(stalled.elapsed())).await;
+        r.lock().unwrap().resume();
+        wait_ready(&addrs, 200, Duration::from_secs(15)).await;
+    })
+    .await;
+    report("stalled bus (SIGSTOP 10 s)", &reports);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_joining_under_load_takes_over_without_duplicates_or_gaps() {
     let _one = serial().await;

@@ -31,8 +31,7 @@ fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
             if p.file_name().unwrap() != "protocol" {
                 files(&p, out);
             }
-        } else if p.extension().is_some_and(|x| x == "rs") && p.file_name().unwrap() != "main.rs"
-        {
+        } else if p.extension().is_some_and(|x| x == "rs") && p.file_name().unwrap() != "main.rs" {
             out.push(p);
         }
     }
@@ -170,8 +169,14 @@ fn the_checker_sees_imports_and_finds_cycles() {
         assert!(g[&m(from)].contains(&m(to)), "{from} -> {to} not seen");
     }
     let mut with_cycle = g.clone();
-    with_cycle.entry(m("actors::hub")).or_default().insert(m("actors::session::inbound"));
-    assert!(cycle(&with_cycle).is_some(), "a cycle through hub must be found");
+    with_cycle
+        .entry(m("actors::hub"))
+        .or_default()
+        .insert(m("actors::session::inbound"));
+    assert!(
+        cycle(&with_cycle).is_some(),
+        "a cycle through hub must be found"
+    );
 }
 
 #[test]

@@ -12,5 +12,6 @@ mod cluster;
 mod common;
 mod contract;
 mod durability;
+mod hardening;
 mod layers;
 mod storage;

@@ -92,6 +92,7 @@ impl SessionActor {
             addr: ctx.address().recipient(),
             missed: self.missed.clone(),
         };
+        self.permit.authenticated();
         let first = self.core.hub.register(ident.user_id.clone(), handle);
         if first {
             self.core.peers.user_online(&ident.user_id);

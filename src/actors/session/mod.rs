@@ -17,6 +17,7 @@ mod repair;
 
 pub use connect::PreAuth;
 
+use super::admission::SessionPermit;
 use super::core::Core;
 use super::hub::ToSession;
 use crate::domain::reads::Position;
@@ -38,6 +39,8 @@ struct Ident {
 pub struct SessionActor {
     core: Arc<Core>,
     ws: actix_ws::Session,
+    /// This session's place in the node's admission limits (given back on drop).
+    permit: SessionPermit,
     session_id: Arc<str>,
     pre_auth: PreAuth,
     ident: Option<Ident>,
@@ -52,11 +55,17 @@ pub struct SessionActor {
 }
 
 impl SessionActor {
-    pub fn new(core: Arc<Core>, ws: actix_ws::Session, pre_auth: PreAuth) -> Self {
+    pub fn new(
+        core: Arc<Core>,
+        ws: actix_ws::Session,
+        pre_auth: PreAuth,
+        permit: SessionPermit,
+    ) -> Self {
         let limiter = inbound::RateLimit::new(&core.config.limits);
         SessionActor {
             core,
             ws,
+            permit,
             session_id: Arc::from(crate::ids::new_id()),
             pre_auth,
             ident: None,

@@ -1,7 +1,7 @@
 //! Conversations and their members, and a device's view of its conversations.
 
-use super::internal;
 use super::rows::{self, int, MEMBER_COLS};
+use super::sql;
 use crate::storage::{
     ConversationRow, ConversationState, CreateOutcome, DeviceConversation, MemberRow, Role,
     StoreError, StoreResult,
@@ -36,7 +36,7 @@ pub(super) fn create(
         let existing: Option<String> = c
             .prepare_cached("SELECT conversation_id FROM conversations WHERE direct_key = ?1")
             .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
-            .map_err(internal)?;
+            .map_err(sql)?;
         if let Some(id) = existing {
             return Ok(CreateOutcome::Existing(id));
         }
@@ -54,14 +54,14 @@ pub(super) fn create(
             direct_key
         ])
     })
-    .map_err(internal)?;
+    .map_err(sql)?;
     for (user_id, role) in members {
         c.prepare_cached(
             "INSERT INTO members (conversation_id, user_id, role, joined_seq) VALUES (?1, ?2, ?3, 0)",
         )
         .and_then(|mut s| s.execute(params![row.conversation_id, user_id, role.as_str()]))
-        .map_err(internal)?;
-        init_device_cursors(c, &row.conversation_id, user_id, 0).map_err(internal)?;
+        .map_err(sql)?;
+        init_device_cursors(c, &row.conversation_id, user_id, 0).map_err(sql)?;
     }
     Ok(CreateOutcome::Created)
 }
@@ -88,28 +88,28 @@ pub(super) fn load(c: &Connection, id: &str) -> StoreResult<Option<ConversationS
             })
             .optional()
         })
-        .map_err(internal)?;
+        .map_err(sql)?;
     let Some(row) = row else { return Ok(None) };
     let mut s = c
         .prepare_cached(&format!(
             "SELECT {MEMBER_COLS} FROM members WHERE conversation_id = ?1"
         ))
-        .map_err(internal)?;
+        .map_err(sql)?;
     let members = s
         .query_map([id], rows::member)
-        .map_err(internal)?
+        .map_err(sql)?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(internal)?;
+        .map_err(sql)?;
     let last_seq: i64 = c
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?1")
         .and_then(|mut s| s.query_row([id], |r| r.get(0)))
-        .map_err(internal)?;
+        .map_err(sql)?;
     let last_event: i64 = c
         .prepare_cached(
             "SELECT COALESCE(MAX(event_no), 0) FROM retractions WHERE conversation_id = ?1",
         )
         .and_then(|mut s| s.query_row([id], |r| r.get(0)))
-        .map_err(internal)?;
+        .map_err(sql)?;
     Ok(Some(ConversationState {
         row,
         members,
@@ -123,7 +123,7 @@ pub(super) fn member(c: &Connection, id: &str, user: &str) -> StoreResult<Option
         "SELECT {MEMBER_COLS} FROM members WHERE conversation_id = ?1 AND user_id = ?2"
     ))
     .and_then(|mut s| s.query_row([id, user], rows::member).optional())
-    .map_err(internal)
+    .map_err(sql)
 }
 
 pub(super) fn contacts_of_user(c: &Connection, user_id: &str) -> StoreResult<Vec<String>> {
@@ -132,9 +132,9 @@ pub(super) fn contacts_of_user(c: &Connection, user_id: &str) -> StoreResult<Vec
             "SELECT DISTINCT m2.user_id FROM members m1 JOIN members m2 ON m2.conversation_id = m1.conversation_id
              WHERE m1.user_id = ?1 AND m2.user_id != ?1",
         )
-        .map_err(internal)?;
-    let rows = s.query_map([user_id], |r| r.get(0)).map_err(internal)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+        .map_err(sql)?;
+    let rows = s.query_map([user_id], |r| r.get(0)).map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
 
 pub(super) fn add_members(
@@ -151,7 +151,7 @@ pub(super) fn add_members(
                  ON CONFLICT DO NOTHING",
             )
             .and_then(|mut s| s.execute(params![id, u, int(joined_seq)]))
-            .map_err(internal)?;
+            .map_err(sql)?;
         if added == 0 {
             continue; // already a member: keep its cursors
         }
@@ -160,8 +160,8 @@ pub(super) fn add_members(
             "DELETE FROM device_cursors WHERE conversation_id = ?1 AND device_id IN (SELECT device_id FROM devices WHERE user_id = ?2)",
         )
         .and_then(|mut s| s.execute(params![id, u]))
-        .map_err(internal)?;
-        init_device_cursors(c, id, u, joined_seq).map_err(internal)?;
+        .map_err(sql)?;
+        init_device_cursors(c, id, u, joined_seq).map_err(sql)?;
     }
     Ok(())
 }
@@ -170,7 +170,7 @@ pub(super) fn remove_member(c: &Connection, id: &str, user: &str) -> StoreResult
     let n = c
         .prepare_cached("DELETE FROM members WHERE conversation_id = ?1 AND user_id = ?2")
         .and_then(|mut s| s.execute(params![id, user]))
-        .map_err(internal)?;
+        .map_err(sql)?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
@@ -196,7 +196,7 @@ pub(super) fn of_device(
              WHERE m.user_id = ?2
              ORDER BY m.conversation_id",
         )
-        .map_err(internal)?;
+        .map_err(sql)?;
     let rows = s
         .query_map(params![device_id, user_id], |r| {
             Ok(DeviceConversation {
@@ -208,6 +208,6 @@ pub(super) fn of_device(
                 joined_seq: rows::uint(r, 5)?,
             })
         })
-        .map_err(internal)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }

@@ -1,13 +1,13 @@
 //! Cursors (each applied as `max(old, new)`, so none moves backwards) and idempotency expiry.
 
-use super::internal;
 use super::rows::int;
+use super::sql;
 use crate::storage::{CursorUpdate, StoreResult};
 use rusqlite::{params, Connection};
 
 pub(super) fn advance(c: &Connection, updates: &[CursorUpdate]) -> StoreResult<()> {
     for u in updates {
-        let (sql, a, b, v) = match u {
+        let (statement, a, b, v) = match u {
             CursorUpdate::DeviceDelivered { device_id, conversation_id, seq } => (
                 "UPDATE device_cursors SET delivered_seq = MAX(delivered_seq, ?3) WHERE device_id = ?1 AND conversation_id = ?2",
                 device_id,
@@ -33,9 +33,9 @@ pub(super) fn advance(c: &Connection, updates: &[CursorUpdate]) -> StoreResult<(
                 *seq,
             ),
         };
-        c.prepare_cached(sql)
+        c.prepare_cached(statement)
             .and_then(|mut s| s.execute(params![a, b, int(v)]))
-            .map_err(internal)?;
+            .map_err(sql)?;
     }
     Ok(())
 }
@@ -44,5 +44,5 @@ pub(super) fn expire_idempotency(c: &Connection, before_ts: i64) -> StoreResult<
     c.prepare_cached("DELETE FROM idempotency WHERE ts < ?1")
         .and_then(|mut s| s.execute([before_ts]))
         .map(|n| n as u64)
-        .map_err(internal)
+        .map_err(sql)
 }

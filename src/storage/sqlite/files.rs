@@ -1,8 +1,8 @@
 //! File rows, the grants that make a file readable through a conversation, and the small
 //! operational key-value table.
 
-use super::internal;
 use super::rows::{self, int, FILE_COLS};
+use super::sql;
 use crate::storage::{FileRow, StoreResult};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -20,14 +20,14 @@ pub(super) fn create(c: &Connection, f: &FileRow) -> StoreResult<()> {
             f.created_at
         ])
     })
-    .map_err(internal)?;
+    .map_err(sql)?;
     Ok(())
 }
 
 pub(super) fn one(c: &Connection, file_id: &str) -> StoreResult<Option<FileRow>> {
     c.prepare_cached(&format!("SELECT {FILE_COLS} FROM files WHERE file_id = ?1"))
         .and_then(|mut s| s.query_row([file_id], rows::file).optional())
-        .map_err(internal)
+        .map_err(sql)
 }
 
 pub(super) fn visible_to(c: &Connection, file_id: &str, user: &str) -> StoreResult<bool> {
@@ -38,7 +38,7 @@ pub(super) fn visible_to(c: &Connection, file_id: &str, user: &str) -> StoreResu
                         WHERE g.file_id = ?1)",
     )
     .and_then(|mut s| s.query_row(params![file_id, user], |r| r.get::<_, bool>(0)))
-    .map_err(internal)
+    .map_err(sql)
 }
 
 /// Of `file_ids`, removes the rows no grant uses any more; returns the hashes of the blobs no
@@ -49,19 +49,19 @@ pub(super) fn orphaned_blobs(c: &Connection, file_ids: &[String]) -> StoreResult
         let granted: bool = c
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM file_grants WHERE file_id = ?1)")
             .and_then(|mut s| s.query_row([f], |r| r.get(0)))
-            .map_err(internal)?;
+            .map_err(sql)?;
         if granted {
             continue;
         }
         let sha: Option<String> = c
             .prepare_cached("DELETE FROM files WHERE file_id = ?1 RETURNING sha256")
             .and_then(|mut s| s.query_row([f], |r| r.get(0)).optional())
-            .map_err(internal)?;
+            .map_err(sql)?;
         if let Some(sha) = sha {
             let shared: bool = c
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM files WHERE sha256 = ?1)")
                 .and_then(|mut s| s.query_row([&sha], |r| r.get(0)))
-                .map_err(internal)?;
+                .map_err(sql)?;
             if !shared {
                 blobs.push(sha);
             }
@@ -75,6 +75,6 @@ pub(super) fn touch_kv(c: &Connection, key: &str, value: &str) -> StoreResult<()
         "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )
     .and_then(|mut s| s.execute([key, value]))
-    .map_err(internal)?;
+    .map_err(sql)?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Messages: the conditional, idempotent append, and the reads of pages and counts.
 
 use super::rows::{self, int, MESSAGE_COLS};
-use super::{internal, is_unique_violation};
+use super::{internal, is_unique_violation, sql};
 use crate::storage::{AppendOutcome, NewMessage, Order, StoreError, StoreResult, StoredMessage};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -21,7 +21,7 @@ fn duplicate_of(c: &Connection, m: &NewMessage) -> StoreResult<Option<AppendOutc
         })
         .optional()
     })
-    .map_err(internal)
+    .map_err(sql)
 }
 
 /// Appends at `first_seq`, `first_seq + 1`, ...; the idempotency check runs in the same
@@ -74,7 +74,7 @@ fn insert(c: &Connection, id: &str, seq: u64, m: &NewMessage) -> StoreResult<()>
         if is_unique_violation(&e) {
             StoreError::Conflict(format!("seq {seq} is taken"))
         } else {
-            internal(e)
+            sql(e)
         }
     })?;
     c.prepare_cached(
@@ -90,13 +90,13 @@ fn insert(c: &Connection, id: &str, seq: u64, m: &NewMessage) -> StoreResult<()>
             m.ts
         ])
     })
-    .map_err(internal)?;
+    .map_err(sql)?;
     for a in &m.attachments {
         c.prepare_cached(
             "INSERT OR IGNORE INTO file_grants (file_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
         )
         .and_then(|mut s| s.execute(params![a.file_id, id, int(seq)]))
-        .map_err(internal)?;
+        .map_err(sql)?;
     }
     Ok(())
 }
@@ -114,11 +114,11 @@ pub(super) fn page(
         .prepare_cached(&format!(
             "SELECT {MESSAGE_COLS} FROM messages WHERE conversation_id = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq {dir} LIMIT ?4"
         ))
-        .map_err(internal)?;
+        .map_err(sql)?;
     let rows = s
         .query_map(params![id, int(after), int(before), limit], rows::message)
-        .map_err(internal)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
 
 pub(super) fn one(c: &Connection, id: &str, seq: u64) -> StoreResult<Option<StoredMessage>> {
@@ -126,7 +126,7 @@ pub(super) fn one(c: &Connection, id: &str, seq: u64) -> StoreResult<Option<Stor
         "SELECT {MESSAGE_COLS} FROM messages WHERE conversation_id = ?1 AND seq = ?2"
     ))
     .and_then(|mut s| s.query_row(params![id, int(seq)], rows::message).optional())
-    .map_err(internal)
+    .map_err(sql)
 }
 
 pub(super) fn senders_between(
@@ -139,11 +139,11 @@ pub(super) fn senders_between(
         .prepare_cached(
             "SELECT DISTINCT sender_id FROM messages WHERE conversation_id = ?1 AND seq > ?2 AND seq <= ?3",
         )
-        .map_err(internal)?;
+        .map_err(sql)?;
     let rows = s
         .query_map(params![id, int(after), int(upto)], |r| r.get(0))
-        .map_err(internal)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
 
 pub(super) fn count_unread(c: &Connection, id: &str, user: &str, after: u64) -> StoreResult<u64> {
@@ -153,5 +153,5 @@ pub(super) fn count_unread(c: &Connection, id: &str, user: &str, after: u64) -> 
     )
     .and_then(|mut s| s.query_row(params![id, int(after), user], |r| r.get::<_, i64>(0)))
     .map(|n| n as u64)
-    .map_err(internal)
+    .map_err(sql)
 }

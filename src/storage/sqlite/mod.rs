@@ -43,6 +43,24 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }
 
+/// A SQLite error as a store error: the conditions of the machine (a full disk, an I/O error,
+/// a lock held too long) are `Unavailable`, which callers retry; anything else is a fault.
+fn sql(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(
+            C::DiskFull
+            | C::SystemIoFailure
+            | C::DatabaseBusy
+            | C::DatabaseLocked
+            | C::CannotOpen
+            | C::ReadOnly
+            | C::OutOfMemory,
+        ) => StoreError::Unavailable(e.to_string()),
+        _ => internal(e),
+    }
+}
+
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
         || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)

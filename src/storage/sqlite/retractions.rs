@@ -1,7 +1,7 @@
 //! Retractions (purge for everyone), hides (for one user), and their log.
 
-use super::internal;
 use super::rows::{self, int, RETRACTION_COLS};
+use super::sql;
 use crate::storage::{Retraction, StoreError, StoreResult};
 use rusqlite::{params, Connection};
 
@@ -20,7 +20,7 @@ fn log(c: &Connection, r: &Retraction) -> StoreResult<()> {
             r.ts
         ])
     })
-    .map_err(internal)?;
+    .map_err(sql)?;
     Ok(())
 }
 
@@ -31,13 +31,13 @@ pub(super) fn retract(c: &Connection, r: &Retraction) -> StoreResult<()> {
             "UPDATE messages SET text = NULL, attachments = NULL, meta = NULL, deleted = 1, deleted_by = ?3 WHERE conversation_id = ?1 AND seq = ?2",
         )
         .and_then(|mut s| s.execute(params![r.conversation_id, int(r.seq), r.by_user]))
-        .map_err(internal)?;
+        .map_err(sql)?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
     c.prepare_cached("DELETE FROM file_grants WHERE conversation_id = ?1 AND seq = ?2")
         .and_then(|mut s| s.execute(params![r.conversation_id, int(r.seq)]))
-        .map_err(internal)?;
+        .map_err(sql)?;
     log(c, r)
 }
 
@@ -47,7 +47,7 @@ pub(super) fn hide(c: &Connection, r: &Retraction) -> StoreResult<()> {
         "INSERT OR IGNORE INTO hidden (user_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
     )
     .and_then(|mut s| s.execute(params![user, r.conversation_id, int(r.seq)]))
-    .map_err(internal)?;
+    .map_err(sql)?;
     log(c, r)
 }
 
@@ -64,11 +64,11 @@ pub(super) fn since(
              WHERE conversation_id = ?1 AND event_no > ?2 AND (for_user IS NULL OR for_user = ?3)
              ORDER BY event_no LIMIT ?4"
         ))
-        .map_err(internal)?;
+        .map_err(sql)?;
     let rows = s
         .query_map(params![id, int(after_event), user, limit], rows::retraction)
-        .map_err(internal)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
 
 pub(super) fn hidden_seqs(
@@ -82,11 +82,11 @@ pub(super) fn hidden_seqs(
         .prepare_cached(
             "SELECT seq FROM hidden WHERE user_id = ?1 AND conversation_id = ?2 AND seq > ?3 AND seq < ?4",
         )
-        .map_err(internal)?;
+        .map_err(sql)?;
     let rows = s
         .query_map(params![user, id, int(after), int(before)], |r| {
             rows::uint(r, 0)
         })
-        .map_err(internal)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }

@@ -1,7 +1,7 @@
 //! Users, devices and push targets.
 
 use super::rows::{self, DEVICE_COLS, USER_COLS};
-use super::{internal, is_unique_violation};
+use super::{is_unique_violation, sql};
 use crate::storage::{DeviceRow, PushTargetRow, StoreError, StoreResult, UserRow};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -22,7 +22,7 @@ pub(super) fn create_user(c: &Connection, u: &UserRow) -> StoreResult<()> {
         if is_unique_violation(&e) {
             StoreError::Conflict("username is taken".into())
         } else {
-            internal(e)
+            sql(e)
         }
     })?;
     Ok(())
@@ -33,13 +33,13 @@ pub(super) fn user_by_name(c: &Connection, username: &str) -> StoreResult<Option
         "SELECT {USER_COLS} FROM users WHERE username = ?1"
     ))
     .and_then(|mut s| s.query_row([username], rows::user).optional())
-    .map_err(internal)
+    .map_err(sql)
 }
 
 pub(super) fn user_by_id(c: &Connection, user_id: &str) -> StoreResult<Option<UserRow>> {
     c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE user_id = ?1"))
         .and_then(|mut s| s.query_row([user_id], rows::user).optional())
-        .map_err(internal)
+        .map_err(sql)
 }
 
 /// A new device starts each cursor at its conversation's current end: it is owed only what is
@@ -49,7 +49,7 @@ pub(super) fn create_device(c: &Connection, d: &DeviceRow) -> StoreResult<()> {
         "INSERT INTO devices (device_id, user_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
     )
     .and_then(|mut s| s.execute(params![d.device_id, d.user_id, d.name, d.created_at]))
-    .map_err(internal)?;
+    .map_err(sql)?;
     c.prepare_cached(
         "INSERT OR IGNORE INTO device_cursors (device_id, conversation_id, delivered_seq, retraction_cursor)
          SELECT ?1, m.conversation_id,
@@ -58,7 +58,7 @@ pub(super) fn create_device(c: &Connection, d: &DeviceRow) -> StoreResult<()> {
          FROM members m WHERE m.user_id = ?2",
     )
     .and_then(|mut s| s.execute(params![d.device_id, d.user_id]))
-    .map_err(internal)?;
+    .map_err(sql)?;
     Ok(())
 }
 
@@ -67,7 +67,7 @@ pub(super) fn device(c: &Connection, device_id: &str) -> StoreResult<Option<Devi
         "SELECT {DEVICE_COLS} FROM devices WHERE device_id = ?1"
     ))
     .and_then(|mut s| s.query_row([device_id], rows::device).optional())
-    .map_err(internal)
+    .map_err(sql)
 }
 
 pub(super) fn set_push_target(
@@ -80,7 +80,7 @@ pub(super) fn set_push_target(
             "UPDATE devices SET push_provider = ?2, push_token = ?3, push_endpoint = ?4 WHERE device_id = ?1",
         )
         .and_then(|mut s| s.execute(params![device_id, t.provider, t.token, t.endpoint]))
-        .map_err(internal)?;
+        .map_err(sql)?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }

@@ -11,7 +11,7 @@
 //! by then, and only a checkpoint from the writer's side lets the WAL rewind instead of
 //! growing without bound.
 
-use super::{internal, open, StoreError, StoreResult};
+use super::{open, sql, StoreError, StoreResult};
 use crate::metrics::Metrics;
 use rusqlite::Connection;
 use std::path::Path;
@@ -58,7 +58,7 @@ fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    conn.execute_batch("SAVEPOINT job").map_err(internal)?;
+    conn.execute_batch("SAVEPOINT job").map_err(sql)?;
     let r = f(conn);
     let end = if r.is_ok() {
         "RELEASE job"
@@ -66,7 +66,7 @@ fn in_savepoint<T>(
         "ROLLBACK TO job; RELEASE job"
     };
     if let Err(e) = conn.execute_batch(end) {
-        return Err(internal(e));
+        return Err(sql(e));
     }
     r
 }

@@ -7,6 +7,7 @@ mod redis;
 mod server;
 
 pub use client::*;
+pub use redis::Redis;
 pub use server::*;
 
 use serde_json::Value;

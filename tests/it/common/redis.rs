@@ -51,6 +51,22 @@ impl Redis {
         }
     }
 
+    /// SIGSTOP: Redis keeps its sockets but answers nothing (a stalled bus).
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("running").id();
+        // SAFETY: a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+    }
+
     /// Starts again, empty, on the same port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "kill it first");

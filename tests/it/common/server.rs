@@ -31,11 +31,16 @@ pub struct TestServer {
     /// Round-robin over the nodes for `ws` and `http`, so that a cluster's clients spread.
     rr: std::sync::atomic::AtomicUsize,
     pub log_name: String,
+    /// Where the node keeps its data, if not `dir`.
+    data_dir: Option<PathBuf>,
+    nofile: Option<u64>,
 }
 
 pub struct Builder {
     extra: String,
     nodes: Option<usize>,
+    data_dir: Option<PathBuf>,
+    nofile: Option<u64>,
 }
 
 /// Nodes per test server: `PARLEY_TEST_NODES` (default 1). `scripts/test` reruns the contract
@@ -67,6 +72,16 @@ impl Builder {
         self.nodes = Some(n);
         self
     }
+    /// Keeps the node's data in `dir` (logs and config stay in the temporary directory).
+    pub fn data_dir(mut self, dir: PathBuf) -> Self {
+        self.data_dir = Some(dir);
+        self
+    }
+    /// Runs the node with this open-file limit (soft and hard).
+    pub fn nofile(mut self, n: u64) -> Self {
+        self.nofile = Some(n);
+        self
+    }
 
     pub fn start(self) -> TestServer {
         let n = self.nodes.unwrap_or_else(default_nodes);
@@ -78,6 +93,8 @@ impl Builder {
             None => self.extra,
         };
         let mut s = TestServer::new_node(dir, extra, 0);
+        s.data_dir = self.data_dir;
+        s.nofile = self.nofile;
         if std::env::var_os("PARLEY_TEST_KEEP").is_some() {
             // Debugging: keep the data directory and server logs.
             eprintln!("test data kept in {}", tmp.keep().display());
@@ -103,6 +120,8 @@ impl TestServer {
         Builder {
             extra: String::new(),
             nodes: None,
+            data_dir: None,
+            nofile: None,
         }
     }
 
@@ -116,12 +135,21 @@ impl TestServer {
             peers: Vec::new(),
             redis: None,
             rr: Default::default(),
+            data_dir: None,
+            nofile: None,
             log_name: if i == 0 {
                 "server.log".into()
             } else {
                 format!("server-{i}.log")
             },
         }
+    }
+
+    /// A handle on a node this harness did not start, for its HTTP and WebSocket helpers.
+    pub fn external(addr: &str) -> TestServer {
+        let mut s = TestServer::new_node(PathBuf::new(), String::new(), 0);
+        s.addr = addr.to_string();
+        s
     }
 
     /// Starts one more node of an existing cluster (same data directory, same config).
@@ -220,16 +248,18 @@ impl TestServer {
                 .append(true)
                 .open(self.dir.join(&self.log_name))
                 .unwrap();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
-                .args(["serve", "--listen", &addr, "--data-dir"])
-                .arg(&self.dir)
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_parley"));
+            cmd.args(["serve", "--listen", &addr, "--data-dir"])
+                .arg(self.data_dir.as_ref().unwrap_or(&self.dir))
                 .arg("--config")
                 .arg(&cfg_path)
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
-                .stderr(Stdio::from(log))
-                .spawn()
-                .expect("spawn parley");
+                .stderr(Stdio::from(log));
+            if let Some(n) = self.nofile {
+                limit_nofile(&mut cmd, n);
+            }
+            let mut child = cmd.spawn().expect("spawn parley");
             let ready = wait_until(Duration::from_secs(30), || {
                 matches!(child.try_wait(), Ok(Some(_))) || readyz(&addr) == 200
             });
@@ -476,6 +506,24 @@ impl TestServer {
     /// A WebSocket on the next node (round-robin in a cluster).
     pub async fn ws(&self, dev: &Dev) -> Client {
         Client::connect(&self.pick(), Some(&dev.token)).await
+    }
+}
+
+/// Starts the command with RLIMIT_NOFILE at `n` (soft and hard).
+fn limit_nofile(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -1,6 +1,10 @@
 //! Start-up and shutdown: builds the `Core`, runs the HTTP server, and shuts down in the
 //! house order: stop accepting, close sessions with 1012, drain with a deadline, flush the
-//! store's queued writes, close the store.
+//! store's queued writes, close the store. `datadir` takes the data directory's lock and
+//! secret; `budget` decides how many connections the node can hold.
+
+mod budget;
+mod datadir;
 
 use crate::actors::{Core, Hub, Peers, SingleNode, ToSession};
 use crate::auth::Auth;
@@ -10,77 +14,8 @@ use crate::metrics::Metrics;
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::Store;
 use actix_web::{web, App, HttpServer};
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The HS256 secret: from config or `PARLEY_JWT_SECRET`, else `<data_dir>/secret`, created with
-/// 32 random bytes on first start.
-fn load_secret(cfg: &Config) -> Result<Vec<u8>, String> {
-    if !cfg.auth.jwt_secret.is_empty() {
-        return Ok(cfg.auth.jwt_secret.as_bytes().to_vec());
-    }
-    if let Ok(s) = std::env::var("PARLEY_JWT_SECRET") {
-        if !s.is_empty() {
-            return Ok(s.into_bytes());
-        }
-    }
-    let path = cfg.data_dir.join("secret");
-    match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => Ok(s.trim().as_bytes().to_vec()),
-        _ => {
-            let bytes: [u8; 32] = rand::random();
-            let s = hex::encode(bytes);
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts
-                .open(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            f.write_all(s.as_bytes()).map_err(|e| e.to_string())?;
-            f.sync_all().map_err(|e| e.to_string())?;
-            Ok(s.into_bytes())
-        }
-    }
-}
-
-/// Takes the data directory: exclusively for a lone node, shared for the nodes of a cluster.
-/// SQLite itself is safe across processes (WAL), but two nodes without a common bus would both
-/// think they own every conversation, and their cached seq counters would collide: refuse.
-fn lock_data_dir(cfg: &Config) -> Result<std::fs::File, String> {
-    let path = cfg.data_dir.join("parley.lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let clustered = !cfg.cluster.bus.is_empty();
-    let res = if clustered {
-        f.try_lock_shared()
-    } else {
-        f.try_lock()
-    };
-    match res {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "the data directory {} is in use by another Parley node{}; nodes may share one \
-             database only as a cluster: start every one of them with the same --bus \
-             redis://... (or give this node its own --data-dir)",
-            cfg.data_dir.display(),
-            if clustered {
-                " that runs without a cluster bus"
-            } else {
-                ""
-            }
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", path.display())),
-    }
-}
 
 /// The store `storage.url` names: embedded SQLite in the data directory when it is empty.
 async fn open_store(cfg: &Config, metrics: &Arc<Metrics>) -> Result<Arc<dyn Store>, String> {
@@ -107,16 +42,18 @@ async fn open_store(cfg: &Config, metrics: &Arc<Metrics>) -> Result<Arc<dyn Stor
 /// A node's parts, built and joined together, before it serves anyone.
 pub struct Node {
     pub core: Arc<Core>,
+    /// TCP connections the HTTP server holds at most (see `budget`).
+    pub max_connections: usize,
     /// Set in cluster mode: the bus and the forwarded-request table.
     pub cluster: Option<Arc<Cluster>>,
-    /// Held for the life of the node: see `lock_data_dir`.
+    /// Held for the life of the node: see `datadir::lock`.
     _data_lock: std::fs::File,
 }
 
 pub async fn build(cfg: Config) -> Result<Node, String> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("data dir {}: {e}", cfg.data_dir.display()))?;
-    let data_lock = lock_data_dir(&cfg)?;
+    let data_lock = datadir::lock(&cfg)?;
     let metrics = Arc::new(Metrics::new());
     let cluster = if cfg.cluster.bus.is_empty() {
         None
@@ -131,7 +68,8 @@ pub async fn build(cfg: Config) -> Result<Node, String> {
         Some(c) => c.clone(),
         None => Arc::new(SingleNode),
     };
-    let secret = load_secret(&cfg)?;
+    let budget = budget::Budget::of(&cfg);
+    let secret = datadir::secret(&cfg)?;
     let auth = Auth::new(
         &secret,
         cfg.auth.token_ttl_secs,
@@ -139,8 +77,15 @@ pub async fn build(cfg: Config) -> Result<Node, String> {
         cfg.auth.argon2_iterations,
     )?;
     let store = open_store(&cfg, &metrics).await?;
+    let admission = crate::actors::admission::Admission::new(
+        budget.max_sessions,
+        cfg.gateway.max_pending_auth,
+        cfg.limits.max_concurrent_uploads,
+        metrics.clone(),
+    );
     Ok(Node {
-        core: Arc::new(Core::new(cfg, store, auth, metrics, peers)),
+        max_connections: budget.max_connections,
+        core: Arc::new(Core::new(cfg, store, auth, metrics, peers, admission)),
         cluster,
         _data_lock: data_lock,
     })
@@ -167,13 +112,23 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     }
     let data = web::Data::from(core.clone());
     let max_json = core.config.limits.max_json_bytes;
+    let g = &core.config.gateway;
+    let body_timeout = Duration::from_millis(g.body_timeout_ms);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .wrap_fn(move |mut req, srv| {
+                crate::gateway::slow::limit_body_pauses(&mut req, body_timeout);
+                actix_web::dev::Service::call(srv, req)
+            })
             .configure(|c| crate::gateway::routes(c, max_json))
             .default_service(web::to(crate::gateway::not_found))
     })
     .workers(workers)
+    // Per worker; the total stays within the open-file budget, so accept() never fails
+    // with EMFILE: past it, new connections wait in the kernel's backlog.
+    .max_connections(node.max_connections.div_ceil(workers).max(1))
+    .client_request_timeout(Duration::from_millis(g.request_header_timeout_ms))
     // Acks and messages are small frames that must leave at once; Nagle's algorithm would
     // hold them until the client's delayed ACK.
     .tcp_nodelay(true)
@@ -182,11 +137,12 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     .bind(&listen)
     .map_err(|e| format!("bind {listen}: {e}"))?;
     for addr in server.addrs() {
-        tracing::info!(%addr, "listening");
+        tracing::info!(%addr, max_connections = node.max_connections, "listening");
         // Machine-readable for scripts that start the server on port 0.
-        println!("listening on {addr}");
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "listening on {addr}").and_then(|_| out.flush());
     }
-    let _ = std::io::stdout().flush();
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(expire_idempotency(core.clone()));
