@@ -1,7 +1,7 @@
 //! The gateway: everything that speaks HTTP or WebSocket to clients.
 //!
 //! It exists to keep wire concerns (status codes, headers, upgrade, body limits) out of the
-//! actors. Handlers authenticate the caller, parse input, call the actors, `domain::reads` or
+//! actors, and serves the web client (`webclient`). Handlers authenticate the caller, parse input, call the actors, `domain::reads` or
 //! the store, and turn every failure into the contract's error shape (`error`).
 
 mod accounts;
@@ -10,6 +10,7 @@ mod error;
 pub mod files;
 mod health;
 pub mod slow;
+mod webclient;
 pub mod ws;
 
 use crate::actors::Core;
@@ -100,7 +101,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
         web::get().to(conversations::messages),
     )
     .route("/v1/files", web::post().to(files::upload))
-    .route("/v1/files/{id}", web::get().to(files::download));
+    .route("/v1/files/{id}", web::get().to(files::download))
+    .configure(webclient::routes);
 }
 
 pub async fn not_found() -> HttpResponse {
