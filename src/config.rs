@@ -23,6 +23,7 @@ pub struct Config {
     pub actors: ActorConfig,
     pub log: LogConfig,
     pub cluster: ClusterConfig,
+    pub push: PushConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +108,70 @@ pub struct ClusterConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    pub in_process: bool,
+    pub confirm_delay_ms: u64,
+    pub job_ttl_secs: u64,
+    pub lease_ms: u64,
+    pub concurrency: usize,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub default_payload: String,
+    pub listen: String,
+    pub extra_ca_file: String,
+    pub fcm: FcmConfig,
+    pub apns: ApnsConfig,
+    pub webpush: WebPushConfig,
+    pub webhook: WebhookConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcmConfig {
+    pub credentials_file: String,
+    pub project_id: String,
+    pub base_url: String,
+    pub token_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApnsConfig {
+    pub key_file: String,
+    pub key_id: String,
+    pub team_id: String,
+    pub topic: String,
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebPushConfig {
+    pub vapid_key_file: String,
+    pub subject: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub secret: String,
+    pub secret_file: String,
+    pub allow_http: bool,
+}
+
+impl PushConfig {
+    /// Whether any provider has credentials (then `parley serve` runs a bridge itself).
+    pub fn any_provider(&self) -> bool {
+        !self.fcm.credentials_file.is_empty()
+            || !self.apns.key_file.is_empty()
+            || !self.webpush.vapid_key_file.is_empty()
+            || !self.webhook.secret.is_empty()
+            || !self.webhook.secret_file.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub format: String,
 }
@@ -153,6 +218,13 @@ impl Config {
         }
         if c.heartbeat_ms == 0 || c.node_ttl_ms < 2 * c.heartbeat_ms || c.forward_timeout_ms == 0 {
             return Err("cluster: need heartbeat_ms > 0, node_ttl_ms >= 2 x heartbeat_ms".into());
+        }
+        let p = &self.push;
+        if !matches!(p.default_payload.as_str(), "full" | "id_only") {
+            return Err("push.default_payload must be \"full\" or \"id_only\"".into());
+        }
+        if p.lease_ms == 0 || p.concurrency == 0 || p.backoff_base_ms == 0 {
+            return Err("push: lease_ms, concurrency and backoff_base_ms must be positive".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err("log.format must be \"text\" or \"json\"".into());

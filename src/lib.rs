@@ -23,6 +23,7 @@ pub mod error;
 pub mod gateway;
 pub mod ids;
 pub mod metrics;
+pub mod push;
 pub mod server;
 pub mod storage;
 

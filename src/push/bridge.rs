@@ -1,0 +1,1 @@
+//! The bridge: leases due jobs from the store's outbox and delivers them.

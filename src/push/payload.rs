@@ -1,0 +1,1 @@
+//! Building a notification for a job from the store (badge, unread, preview).
