@@ -39,6 +39,28 @@ enum Cmd {
         #[arg(long)]
         log_json: bool,
     },
+    /// Run a push bridge: deliver the store's push jobs to FCM, APNs, Web Push and webhooks
+    /// (any number of bridges may run; see [push] in `parley config`).
+    Push {
+        /// Data directory of the SQLite store (overrides the config file).
+        #[arg(long, env = "PARLEY_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// A TOML file merged over the defaults.
+        #[arg(long, env = "PARLEY_CONFIG")]
+        config: Option<PathBuf>,
+        /// The store, as for `serve` (default: SQLite in the data directory).
+        #[arg(long, env = "PARLEY_STORE")]
+        store: Option<String>,
+        /// The cluster's Redis, to tell users' devices when a target dies.
+        #[arg(long, env = "PARLEY_BUS")]
+        bus: Option<String>,
+        /// Address of /healthz, /readyz and /metrics (overrides push.listen).
+        #[arg(long, env = "PARLEY_PUSH_LISTEN")]
+        listen: Option<String>,
+        /// Log JSON lines instead of human-readable text.
+        #[arg(long)]
+        log_json: bool,
+    },
     /// Print the default configuration, with every option documented.
     Config,
     /// Apply the storage schema (schema/) idempotently: to the data directory's SQLite
@@ -89,6 +111,35 @@ fn main() {
                 }
                 Err(e) => fail(&e),
             }
+        }
+        Some(Cmd::Push {
+            data_dir,
+            config,
+            store,
+            bus,
+            listen,
+            log_json,
+        }) => {
+            let mut cfg = load_config(config.as_ref());
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(s) = store {
+                cfg.storage.url = s;
+            }
+            if let Some(b) = bus {
+                cfg.cluster.bus = b;
+            }
+            if let Some(l) = listen {
+                cfg.push.listen = l;
+            }
+            let logs = init_logging(log_json || cfg.log.format == "json");
+            let result = actix_web::rt::System::new().block_on(parley::server::bridge::run(cfg));
+            drop(logs);
+            if let Err(e) = result {
+                fail(&e);
+            }
+            return;
         }
         Some(Cmd::Serve {
             listen,

@@ -30,6 +30,8 @@ pub struct Core {
     pub peers: Arc<dyn Peers>,
     pub blobs: Blobs,
     pub admission: Arc<Admission>,
+    /// The metrics of the bridge this node runs in-process, if it runs one.
+    pub push_metrics: std::sync::OnceLock<Arc<crate::push::metrics::PushMetrics>>,
     shutting_down: AtomicBool,
 }
 
@@ -53,6 +55,7 @@ impl Core {
             peers,
             blobs,
             admission,
+            push_metrics: std::sync::OnceLock::new(),
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -151,5 +154,18 @@ impl Core {
                 conversation,
             } => self.hub.announce(&users, event, &Arc::new(conversation)),
         }
+    }
+}
+
+/// An in-process bridge tells the user's devices, on every node, that a target died.
+impl crate::push::bridge::TargetEvents for Core {
+    fn target_disabled(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        target: &crate::storage::PushTargetRow,
+    ) {
+        let frame = crate::domain::view::push_target(device_id, target);
+        self.send_frame(&[user_id], &frame, Devices::All);
     }
 }

@@ -150,6 +150,13 @@ impl Bus {
         tokio::task::spawn_local(self.clone().heartbeat(inbound));
     }
 
+    /// Starts only the publisher: for a process that sends to the nodes without being one (a
+    /// push bridge telling users' devices about a dead target).
+    pub fn start_publisher(self: &Arc<Self>) {
+        let rx = self.ops_rx.lock().unwrap().take().expect("started once");
+        tokio::task::spawn_local(self.clone().publisher(rx));
+    }
+
     async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
         let all = self.key("all");
         let mine = self.node_channel(&self.node_id);

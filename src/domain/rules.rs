@@ -189,11 +189,29 @@ pub fn push_target(t: &PushTarget) -> ApiResult<()> {
                 && (e.starts_with("https://") || (!https_only && e.starts_with("http://")))
         })
     };
+    if t.payload
+        .as_deref()
+        .is_some_and(|p| p != "full" && p != "id_only")
+    {
+        return Err(ApiError::bad_request(
+            "payload must be \"full\" or \"id_only\"",
+        ));
+    }
+    // base64url, unpadded: a 65-byte uncompressed P-256 point, and a 16-byte secret.
+    let b64 = |s: &str, len: usize| {
+        s.trim_end_matches('=').len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+    };
+    let keys_ok = t
+        .keys
+        .as_ref()
+        .is_some_and(|k| b64(&k.p256dh, 87) && b64(&k.auth, 22));
     let refusal = match t.provider.as_str() {
         "fcm" | "apns" if token_ok(&t.token) => return Ok(()),
         "fcm" | "apns" => "fcm and apns need a token (1-4096 bytes)",
-        "webpush" if url_ok(&t.endpoint, true) => return Ok(()),
-        "webpush" => "webpush needs an https:// endpoint",
+        "webpush" if url_ok(&t.endpoint, true) && keys_ok => return Ok(()),
+        "webpush" => "webpush needs an https:// endpoint and keys {p256dh, auth} (base64url)",
         "webhook" if url_ok(&t.endpoint, false) => return Ok(()),
         "webhook" => "webhook needs an http(s):// endpoint",
         _ => "provider must be fcm, apns, webpush or webhook",

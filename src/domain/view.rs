@@ -7,11 +7,11 @@
 
 use super::ops::AckInfo;
 use crate::error::ApiError;
-use crate::storage::{ConversationState, NewMessage, Role, StoredMessage};
+use crate::storage::{ConversationState, NewMessage, PushTargetRow, Role, StoredMessage};
 use bytestring::ByteString;
 use parley_protocol::{
-    Conversation, ConversationCursor, ConversationEvent, DeleteScope, Message, ReceiptKind,
-    ServerFrame,
+    Conversation, ConversationCursor, ConversationEvent, DeleteScope, Message, PushState,
+    ReceiptKind, ServerFrame,
 };
 
 fn json(frame: &ServerFrame) -> ByteString {
@@ -138,6 +138,7 @@ pub fn ready(
     session_id: &str,
     heartbeat_ms: u64,
     conversations: Vec<ConversationCursor>,
+    push: Option<&PushTargetRow>,
 ) -> ByteString {
     json(&ServerFrame::Ready {
         user_id: user_id.to_string(),
@@ -145,6 +146,7 @@ pub fn ready(
         session_id: session_id.to_string(),
         heartbeat_ms,
         conversations,
+        push: push.map(push_state),
     })
 }
 
@@ -161,6 +163,29 @@ pub fn history(id: String, conversation_id: String, messages: Vec<Message>) -> B
         id,
         conversation_id,
         messages,
+    })
+}
+
+/// A push target as its user sees it.
+pub fn push_state(t: &PushTargetRow) -> PushState {
+    PushState {
+        provider: t.provider.clone(),
+        state: if t.disabled.is_some() {
+            "disabled"
+        } else {
+            "active"
+        }
+        .to_string(),
+        reason: t.disabled.as_ref().map(|d| d.1.clone()),
+        registered_at: t.registered_at,
+    }
+}
+
+/// A device's push target changed state.
+pub fn push_target(device_id: &str, t: &PushTargetRow) -> ByteString {
+    json(&ServerFrame::PushTarget {
+        device_id: device_id.to_string(),
+        push: push_state(t),
     })
 }
 

@@ -2,12 +2,12 @@
 //! lookup, and a device's push target.
 
 use crate::actors::Core;
-use crate::domain::{rules, Caller};
+use crate::domain::{rules, view, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::{new_id, now_ms};
 use crate::storage::{DeviceRow, PushTargetRow, UserRow};
 use actix_web::{web, HttpResponse};
-use parley_protocol::{CreateSession, CreateUser, PushTarget, SessionToken, User};
+use parley_protocol::{CreateSession, CreateUser, DeviceInfo, PushTarget, SessionToken, User};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -127,11 +127,34 @@ pub async fn set_push(
     }
     let b = body.into_inner();
     rules::push_target(&b)?;
+    let (p256dh, auth) = b.keys.map(|k| (k.p256dh, k.auth)).unzip();
     let target = PushTargetRow {
         provider: b.provider,
         token: b.token,
         endpoint: b.endpoint,
+        p256dh,
+        auth,
+        payload: b.payload,
+        registered_at: now_ms(),
+        disabled: None,
     };
     core.store.set_push_target(&device_id, target).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The caller's devices, with each one's push target and its state.
+pub async fn devices(core: web::Data<Core>, caller: Caller) -> ApiResult<HttpResponse> {
+    let devices: Vec<DeviceInfo> = core
+        .store
+        .devices_of_user(&caller.user_id)
+        .await?
+        .into_iter()
+        .map(|d| DeviceInfo {
+            push: d.push.as_ref().map(view::push_state),
+            device_id: d.device_id,
+            name: d.name,
+            created_at: d.created_at,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"devices": devices})))
 }

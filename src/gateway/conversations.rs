@@ -155,3 +155,25 @@ pub async fn messages(
     .await?;
     Ok(HttpResponse::Ok().json(json!({"messages": messages})))
 }
+
+#[derive(Deserialize)]
+pub struct Settings {
+    /// Alerts for this conversation are suppressed until then (ms since the epoch; 0: not
+    /// muted). The badge still counts it.
+    muted_until: i64,
+}
+
+/// The caller's own settings of a conversation it is a member of.
+pub async fn set_settings(
+    core: web::Data<Core>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<Settings>,
+) -> ApiResult<HttpResponse> {
+    reads::member(&*core.store, &path, &caller.user_id).await?;
+    let until = body.muted_until.max(0);
+    core.store
+        .set_muted_until(&caller.user_id, &path, until)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"conversation_id": &*path, "muted_until": until})))
+}

@@ -38,8 +38,16 @@ pub async fn readyz(core: web::Data<Core>) -> ApiResult<HttpResponse> {
     }
 }
 
+/// The node's metrics, and its in-process bridge's if it runs one.
 pub async fn metrics(core: web::Data<Core>) -> HttpResponse {
+    let mut text = core.metrics.render();
+    if let Some(push) = core.push_metrics.get() {
+        // One exposition: the first part's end marker goes.
+        if let Some(body) = text.strip_suffix("# EOF\n") {
+            text = format!("{body}{}", push.render());
+        }
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(core.metrics.render())
+        .body(text)
 }

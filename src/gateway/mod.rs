@@ -84,6 +84,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
     .route("/v1/users", web::get().to(accounts::find_user))
     .route("/v1/users/me", web::get().to(accounts::me))
     .route("/v1/sessions", web::post().to(accounts::create_session))
+    .route("/v1/devices", web::get().to(accounts::devices))
     .route("/v1/devices/{id}/push", web::put().to(accounts::set_push))
     .route("/v1/conversations", web::post().to(conversations::create))
     .route("/v1/conversations", web::get().to(conversations::list))
@@ -99,6 +100,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
     .route(
         "/v1/conversations/{id}/messages",
         web::get().to(conversations::messages),
+    )
+    .route(
+        "/v1/conversations/{id}/settings",
+        web::put().to(conversations::set_settings),
     )
     .route("/v1/files", web::post().to(files::upload))
     .route("/v1/files/{id}", web::get().to(files::download))

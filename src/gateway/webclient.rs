@@ -13,17 +13,57 @@ const JS: &str = "text/javascript; charset=utf-8";
 
 /// Path -> (content type, bytes).
 const FILES: &[(&str, &str, &[u8])] = &[
-    ("/", "text/html; charset=utf-8", include_bytes!("../../web/index.html")),
-    ("/index.html", "text/html; charset=utf-8", include_bytes!("../../web/index.html")),
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_bytes!("../../web/index.html"),
+    ),
+    (
+        "/index.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../../web/index.html"),
+    ),
     ("/app.js", JS, include_bytes!("../../web/app.js")),
-    ("/style.css", "text/css; charset=utf-8", include_bytes!("../../web/style.css")),
-    ("/sdk/index.js", JS, include_bytes!("../../clients/js/src/index.js")),
-    ("/sdk/client.js", JS, include_bytes!("../../clients/js/src/client.js")),
-    ("/sdk/emitter.js", JS, include_bytes!("../../clients/js/src/emitter.js")),
-    ("/sdk/http.js", JS, include_bytes!("../../clients/js/src/http.js")),
-    ("/sdk/outbox.js", JS, include_bytes!("../../clients/js/src/outbox.js")),
-    ("/sdk/sequencer.js", JS, include_bytes!("../../clients/js/src/sequencer.js")),
-    ("/sdk/storage.js", JS, include_bytes!("../../clients/js/src/storage.js")),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../web/style.css"),
+    ),
+    (
+        "/sdk/index.js",
+        JS,
+        include_bytes!("../../clients/js/src/index.js"),
+    ),
+    (
+        "/sdk/client.js",
+        JS,
+        include_bytes!("../../clients/js/src/client.js"),
+    ),
+    (
+        "/sdk/emitter.js",
+        JS,
+        include_bytes!("../../clients/js/src/emitter.js"),
+    ),
+    (
+        "/sdk/http.js",
+        JS,
+        include_bytes!("../../clients/js/src/http.js"),
+    ),
+    (
+        "/sdk/outbox.js",
+        JS,
+        include_bytes!("../../clients/js/src/outbox.js"),
+    ),
+    (
+        "/sdk/sequencer.js",
+        JS,
+        include_bytes!("../../clients/js/src/sequencer.js"),
+    ),
+    (
+        "/sdk/storage.js",
+        JS,
+        include_bytes!("../../clients/js/src/storage.js"),
+    ),
 ];
 
 const CSP: &str = "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; \

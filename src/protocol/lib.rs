@@ -208,6 +208,10 @@ pub enum ServerFrame {
         session_id: String,
         heartbeat_ms: u64,
         conversations: Vec<ConversationCursor>,
+        /// Extension: this device's push target and its state, if it has one (a disabled
+        /// target means: register again).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        push: Option<PushState>,
     },
     Ack(Ack),
     Message(Message),
@@ -251,6 +255,13 @@ pub enum ServerFrame {
         id: Option<String>,
         code: ErrorCode,
         message: String,
+    },
+    /// Extension: a device's push target changed state (a provider declared it dead): to
+    /// every session of its user, so the app registers again.
+    PushTarget {
+        device_id: String,
+        #[serde(flatten)]
+        push: PushState,
     },
 }
 
@@ -381,6 +392,39 @@ pub struct PushTarget {
     pub token: Option<String>,
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// Web Push: the subscription's keys (`PushSubscription.toJSON().keys`).
+    #[serde(default)]
+    pub keys: Option<PushKeys>,
+    /// "full" (sender and text preview) or "id_only" (conversation id and seq); default: the
+    /// server's `push.default_payload`.
+    #[serde(default)]
+    pub payload: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushKeys {
+    pub p256dh: String,
+    pub auth: String,
+}
+
+/// A device as `GET /v1/devices` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub device_id: String,
+    pub name: Option<String>,
+    pub created_at: i64,
+    pub push: Option<PushState>,
+}
+
+/// A device's push target, as the device's user sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushState {
+    pub provider: String,
+    /// "active", or "disabled" once a provider declared the target dead (register again).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub registered_at: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

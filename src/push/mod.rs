@@ -4,7 +4,7 @@
 //! Split the way the Revolt push daemon is: the server decides *who is notified* (the
 //! conversation actor marks a conversation as having new messages in the same commit, and
 //! turns that into one durable job per (device, conversation) in the store's outbox: see
-//! `actors::conversation::notify`); the bridge (`bridge`, run by `parley push` or inside
+//! `notify`); the bridge (`bridge`, run by `parley push` or inside
 //! `parley serve`) decides nothing about users: it leases due jobs, builds each notification
 //! from the store (`payload`), hands it to the consumer of its provider (`providers`: FCM,
 //! APNs, Web Push, webhooks), and completes the job only once the provider accepted it.
@@ -12,6 +12,8 @@
 //! This file holds the types the two halves and the providers share.
 
 pub mod bridge;
+pub mod metrics;
+pub mod notify;
 pub mod payload;
 pub mod providers;
 
@@ -121,7 +123,10 @@ pub enum Outcome {
     /// disable it, and tell the user's devices so the app registers again. `since_ms`: when
     /// the provider says it became invalid (APNs 410 `timestamp`); a target registered later
     /// is kept.
-    InvalidTarget { reason: String, since_ms: Option<i64> },
+    InvalidTarget {
+        reason: String,
+        since_ms: Option<i64>,
+    },
     /// This notification can never be delivered (a provider rejected its content): drop it.
     Rejected { reason: String },
     /// The deployment's credentials or settings are wrong (FCM 401/403, APNs 403

@@ -3,6 +3,7 @@
 //! store's queued writes, close the store. `datadir` takes the data directory's lock and
 //! secret; `budget` decides how many connections the node can hold.
 
+pub mod bridge;
 mod budget;
 mod datadir;
 
@@ -11,33 +12,9 @@ use crate::auth::Auth;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::storage::sqlite::SqliteStore;
-use crate::storage::Store;
 use actix_web::{web, App, HttpServer};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The store `storage.url` names: embedded SQLite in the data directory when it is empty.
-async fn open_store(cfg: &Config, metrics: &Arc<Metrics>) -> Result<Arc<dyn Store>, String> {
-    let url = cfg.storage.url.as_str();
-    if url.is_empty() {
-        let s = SqliteStore::open(&cfg.data_dir, &cfg.storage, metrics.clone())?;
-        return Ok(Arc::new(s));
-    }
-    if url.starts_with("scylla://") {
-        #[cfg(feature = "scylla")]
-        {
-            let s = crate::storage::scylla::ScyllaStore::connect(url, &cfg.storage).await?;
-            tracing::info!(store = url, "connected to ScyllaDB");
-            return Ok(Arc::new(s));
-        }
-        #[cfg(not(feature = "scylla"))]
-        return Err("this binary was built without the scylla feature".into());
-    }
-    Err(format!(
-        "storage.url {url}: expected empty (SQLite) or scylla://host:port,.../keyspace"
-    ))
-}
 
 /// A node's parts, built and joined together, before it serves anyone.
 pub struct Node {
@@ -76,7 +53,7 @@ pub async fn build(cfg: Config) -> Result<Node, String> {
         cfg.auth.argon2_memory_kib,
         cfg.auth.argon2_iterations,
     )?;
-    let store = open_store(&cfg, &metrics).await?;
+    let store = crate::storage::open(&cfg, &metrics).await?;
     let admission = crate::actors::admission::Admission::new(
         budget.max_sessions,
         cfg.gateway.max_pending_auth,
@@ -146,6 +123,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(expire_idempotency(core.clone()));
+    start_push(&core)?;
     let shutdown_core = core.clone();
     actix_web::rt::spawn(async move {
         wait_for_signal().await;
@@ -155,6 +133,32 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     // The server may also stop on its own (a fatal error): make sure storage is closed.
     core.store.close().await;
     drop(node);
+    Ok(())
+}
+
+/// Push on this node: the sweep that schedules what commits left pending (for the
+/// conversations this node owns), and a bridge if any provider has credentials.
+fn start_push(core: &Arc<Core>) -> Result<(), String> {
+    let c = core.clone();
+    let owns = move |conv: &str| c.peers.remote_owner(conv).is_none();
+    let delay = core.config.push.confirm_delay_ms;
+    actix_web::rt::spawn(crate::push::notify::sweep(
+        core.store.clone(),
+        owns,
+        delay,
+        Duration::from_secs(5),
+    ));
+    let cfg = &core.config.push;
+    if !(cfg.in_process && cfg.any_provider()) {
+        return Ok(());
+    }
+    let providers = crate::push::providers::build(cfg)?;
+    let events: Arc<dyn crate::push::bridge::TargetEvents> = core.clone();
+    let bridge =
+        crate::push::bridge::Bridge::new(core.store.clone(), providers, cfg.clone(), events);
+    let _ = core.push_metrics.set(bridge.metrics.clone());
+    tracing::info!("push bridge running in-process");
+    actix_web::rt::spawn(bridge.run());
     Ok(())
 }
 
@@ -176,7 +180,7 @@ async fn expire_idempotency(core: Arc<Core>) {
     }
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -7,9 +7,12 @@
 //! conditional on `(conversation_id, seq)` being free, which is what keeps `seq` gapless and
 //! unique when ownership of a conversation moves between nodes.
 
+mod push;
 #[cfg(feature = "scylla")]
 pub mod scylla;
 pub mod sqlite;
+
+pub use push::*;
 
 use async_trait::async_trait;
 use parley_protocol::{Attachment, ConversationKind};
@@ -41,6 +44,31 @@ impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The store `storage.url` names: embedded SQLite in the data directory when it is empty.
+pub async fn open(
+    cfg: &crate::config::Config,
+    metrics: &std::sync::Arc<crate::metrics::Metrics>,
+) -> Result<std::sync::Arc<dyn Store>, String> {
+    let url = cfg.storage.url.as_str();
+    if url.is_empty() {
+        let s = sqlite::SqliteStore::open(&cfg.data_dir, &cfg.storage, metrics.clone())?;
+        return Ok(std::sync::Arc::new(s));
+    }
+    if url.starts_with("scylla://") {
+        #[cfg(feature = "scylla")]
+        {
+            let s = scylla::ScyllaStore::connect(url, &cfg.storage).await?;
+            tracing::info!(store = url, "connected to ScyllaDB");
+            return Ok(std::sync::Arc::new(s));
+        }
+        #[cfg(not(feature = "scylla"))]
+        return Err("this binary was built without the scylla feature".into());
+    }
+    Err(format!(
+        "storage.url {url}: expected empty (SQLite) or scylla://host:port,.../keyspace"
+    ))
+}
+
 #[derive(Debug, Clone)]
 pub struct UserRow {
     pub user_id: String,
@@ -61,11 +89,19 @@ pub struct DeviceRow {
 }
 
 /// A device's push target (`PUT /v1/devices/{id}/push`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PushTargetRow {
     pub provider: String,
     pub token: Option<String>,
     pub endpoint: Option<String>,
+    /// Web Push subscription keys (base64url).
+    pub p256dh: Option<String>,
+    pub auth: Option<String>,
+    /// "full" or "id_only"; `None`: the deployment's default.
+    pub payload: Option<String>,
+    pub registered_at: i64,
+    /// Set when a provider declared the target dead: (when, why). Registering again clears it.
+    pub disabled: Option<(i64, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,8 +279,11 @@ pub trait Store: Send + Sync + 'static {
     /// new device is owed only what is sent after it exists.
     async fn create_device(&self, device: DeviceRow) -> StoreResult<()>;
     async fn device(&self, device_id: &str) -> StoreResult<Option<DeviceRow>>;
-    /// Replaces the device's push target; `NotFound` if there is no such device.
+    /// Replaces the device's push target (enabled again); `NotFound` if there is no such
+    /// device.
     async fn set_push_target(&self, device_id: &str, target: PushTargetRow) -> StoreResult<()>;
+    /// Every device of the user, with its push target.
+    async fn devices_of_user(&self, user_id: &str) -> StoreResult<Vec<DeviceRow>>;
 
     // -- conversations and members
     /// Creates a conversation with its founding members (joined at seq 0). With `direct_key`,
@@ -273,6 +312,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// `NotFound` if `user_id` is not a member.
     async fn remove_member(&self, conversation_id: &str, user_id: &str) -> StoreResult<()>;
+    /// The device's delivered cursor in one conversation (`None`: it has none there).
+    async fn device_cursor(
+        &self,
+        device_id: &str,
+        conversation_id: &str,
+    ) -> StoreResult<Option<u64>>;
     /// Every conversation of the device's user, with this device's cursors.
     async fn device_conversations(
         &self,
@@ -358,6 +403,68 @@ pub trait Store: Send + Sync + 'static {
     /// Files (of a purged message) that no grant and no other file row uses any more: their
     /// blobs may be unlinked. Removes those file rows.
     async fn orphaned_blobs(&self, file_ids: Vec<String>) -> StoreResult<Vec<String>>;
+
+    // -- push notifications (the flow is in `crate::push`)
+    /// Devices of the conversation's members with an active push target, and their cursors.
+    async fn push_recipients(&self, conversation_id: &str) -> StoreResult<Vec<PushRecipient>>;
+    /// Conversations `append` marked as having messages not yet scheduled for push, and the
+    /// seq they were marked up to.
+    async fn push_pending(&self, limit: u32) -> StoreResult<Vec<(String, u64)>>;
+    /// Creates message jobs, collapsing each into the device's pending job for the
+    /// conversation (newer seq, version bumped, the earlier due time kept), then clears the
+    /// conversation's pending mark if it is still at or below `upto_seq`.
+    async fn push_schedule(
+        &self,
+        conversation_id: &str,
+        upto_seq: u64,
+        jobs: Vec<PushSchedule>,
+    ) -> StoreResult<()>;
+    /// The user read the conversation up to `read_seq` on `reader`: each other device that
+    /// was notified of a message at or below it gets a `clear` job.
+    async fn push_clear(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        read_seq: u64,
+        reader: &str,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// Leases up to `limit` due jobs whose lease is free (or expired) to `owner` until
+    /// `until`: no other bridge gets them while the lease holds.
+    async fn push_lease(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<PushJob>>;
+    /// Ends a leased job: removed if its version is unchanged (else only its lease is freed,
+    /// and the newer content goes out next); a delivered message is recorded as shown on
+    /// the device, a delivered clear removes that record.
+    async fn push_done(&self, job: &PushJob, how: PushDone) -> StoreResult<()>;
+    /// Frees the lease and schedules another attempt at `due_at`.
+    async fn push_retry(&self, job: &PushJob, due_at: i64, error: &str) -> StoreResult<()>;
+    /// Jobs in the outbox, and when the oldest was created.
+    async fn push_queue(&self) -> StoreResult<(u64, Option<i64>)>;
+    /// Marks a device's target dead for `reason`, unless it was registered again at or after
+    /// `registered_before`; returns whether it did. Its jobs are dropped.
+    async fn disable_push_target(
+        &self,
+        device_id: &str,
+        reason: &str,
+        at: i64,
+        registered_before: Option<i64>,
+    ) -> StoreResult<bool>;
+    async fn set_muted_until(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        until: i64,
+    ) -> StoreResult<()>;
+    /// 0 when never muted.
+    async fn muted_until(&self, user_id: &str, conversation_id: &str) -> StoreResult<i64>;
+    /// Unread messages over all the user's conversations (the badge), from its read cursors.
+    async fn unread_total(&self, user_id: &str) -> StoreResult<u64>;
 
     // -- operations
     /// A tiny write that proves the write path works (readiness).

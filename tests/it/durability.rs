@@ -178,9 +178,9 @@ fn migrate_applies_the_schema_once() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    assert!(run().starts_with("sqlite schema at version 1 (was 0)"));
+    assert!(run().starts_with("sqlite schema at version 2 (was 0)"));
     assert!(
-        run().starts_with("sqlite schema at version 1 (was 1)"),
+        run().starts_with("sqlite schema at version 2 (was 2)"),
         "a second run changes nothing"
     );
     let c = rusqlite::Connection::open(dir.path().join("parley.db")).unwrap();

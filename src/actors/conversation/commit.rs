@@ -84,7 +84,10 @@ impl ConvActor {
                 .map(move |res, act, ctx| {
                     act.committing = false;
                     match res {
-                        Ok(outcomes) => act.committed(&batch, waiters, outcomes),
+                        Ok(outcomes) => {
+                            act.committed(&batch, waiters, outcomes);
+                            act.notify_push(ctx);
+                        }
                         Err(e) => act.commit_failed(e, waiters, ctx),
                     }
                     act.start_commit(ctx);

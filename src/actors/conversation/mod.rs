@@ -56,6 +56,9 @@ pub struct ConvActor {
     receipts_sent: HashMap<(String, parley_protocol::ReceiptKind), u64>,
     last_activity: Instant,
     relinquished: bool,
+    /// A push scheduling run is in flight / another is needed after it (`notify_push`).
+    notifying: bool,
+    notify_again: bool,
 }
 
 /// Where the result of one request goes: its reply channel, or (for fire-and-forget
@@ -103,6 +106,8 @@ impl ConvActor {
             receipts_sent: HashMap::new(),
             last_activity: Instant::now(),
             relinquished: false,
+            notifying: false,
+            notify_again: false,
         }
     }
 
@@ -210,6 +215,36 @@ impl Handler<Envelope> for ConvActor {
 }
 
 impl ConvActor {
+    /// Turns what was just committed into push jobs (`push::notify`), one run at a time: a
+    /// run asked for meanwhile follows it and covers everything committed by then.
+    fn notify_push(&mut self, ctx: &mut Context<Self>) {
+        if self.notifying {
+            self.notify_again = true;
+            return;
+        }
+        let Ok(upto) = self.state().map(|s| s.last_seq) else {
+            return;
+        };
+        self.notifying = true;
+        let core = self.core.clone();
+        let id = self.id.clone();
+        let delay = core.config.push.confirm_delay_ms;
+        ctx.spawn(
+            async move { crate::push::notify::schedule(&*core.store, &id, upto, delay).await }
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    act.notifying = false;
+                    if let Err(e) = res {
+                        // The pending mark stays: the node's sweep tries again.
+                        tracing::warn!(conversation = %act.id, error = %e, "push scheduling failed");
+                    }
+                    if std::mem::take(&mut act.notify_again) {
+                        act.notify_push(ctx);
+                    }
+                }),
+        );
+    }
+
     /// Relays typing to the other members; never stored.
     fn typing(&mut self, by: &Caller, answer: Answer) {
         let result = self.member(&by.user_id).map(|(st, _)| {

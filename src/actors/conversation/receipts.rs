@@ -57,18 +57,33 @@ impl ConvActor {
             });
         }
         answer.send(&self.core, Ok(ConvReply::Done));
+        let read_moved = moves.iter().any(|m| m.0 == ReceiptKind::Read);
         let core = self.core.clone();
+        let (conv, clear_by) = (self.id.clone(), by.clone());
         ctx.spawn(
-            async move { core.store.advance_cursors(updates).await }
-                .into_actor(self)
-                .map(move |res, act, ctx| match res {
-                    Ok(()) => {
-                        for (kind, old, new) in moves {
-                            act.send_receipts(ctx, &by, kind, old, new);
-                        }
+            async move {
+                core.store.advance_cursors(updates).await?;
+                if read_moved {
+                    // Devices of this user that show a notification for what was just read
+                    // are owed a "clear". (A failure here costs a stale notification on a
+                    // phone, not a receipt: logged, and the receipts still go.)
+                    let now = crate::ids::now_ms();
+                    let (u, d) = (&clear_by.user_id, &clear_by.device_id);
+                    if let Err(e) = core.store.push_clear(u, &conv, seq, d, now).await {
+                        tracing::warn!(error = %e, "push: clear not scheduled");
                     }
-                    Err(e) => tracing::warn!(error = %e, "cursor update failed"),
-                }),
+                }
+                Ok::<(), crate::storage::StoreError>(())
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| match res {
+                Ok(()) => {
+                    for (kind, old, new) in moves {
+                        act.send_receipts(ctx, &by, kind, old, new);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cursor update failed"),
+            }),
         );
     }
 

@@ -45,15 +45,15 @@ impl SessionActor {
         let (user, device) = (claims.sub.clone(), claims.did.clone());
         ctx.wait(
             async move {
-                match core.store.device(&device).await? {
-                    Some(d) if d.user_id == user => {}
+                let push = match core.store.device(&device).await? {
+                    Some(d) if d.user_id == user => d.push,
                     _ => return Err(StoreError::NotFound),
-                }
-                core.store.device_conversations(&device, &user).await
+                };
+                Ok((core.store.device_conversations(&device, &user).await?, push))
             }
             .into_actor(self)
             .map(move |res, act, ctx| match res {
-                Ok(dcs) => act.ready(claims, dcs, ctx),
+                Ok((dcs, push)) => act.ready(claims, dcs, push, ctx),
                 Err(StoreError::NotFound) => act.close_now(close::BAD_TOKEN, "unknown device", ctx),
                 Err(e) => {
                     tracing::warn!(error = %e, "session setup failed");
@@ -67,6 +67,7 @@ impl SessionActor {
         &mut self,
         claims: Claims,
         dcs: Vec<crate::storage::DeviceConversation>,
+        push: Option<crate::storage::PushTargetRow>,
         ctx: &mut Context<Self>,
     ) {
         let ident = Ident {
@@ -104,6 +105,7 @@ impl SessionActor {
             &self.session_id,
             self.core.config.gateway.heartbeat_ms,
             cursors,
+            push.as_ref(),
         );
         self.enqueue(frame, ctx);
         self.ident = Some(ident);

@@ -17,12 +17,24 @@ pub(super) async fn ids_of_user(s: &ScyllaStore, user_id: &str) -> StoreResult<V
         .collect())
 }
 
-async fn members(s: &ScyllaStore, id: &str) -> StoreResult<Vec<MemberRow>> {
+pub(super) async fn members_of(s: &ScyllaStore, id: &str) -> StoreResult<Vec<MemberRow>> {
     Ok(s.rows::<MemberCols>(&cql::MEMBERS, (id,))
         .await?
         .into_iter()
         .map(MemberRow::from)
         .collect())
+}
+
+/// A device's delivered cursor in one conversation, if it has one.
+pub(super) async fn device_cursor(
+    s: &ScyllaStore,
+    device: &str,
+    id: &str,
+) -> StoreResult<Option<u64>> {
+    Ok(s.row::<(Option<i64>,)>(&cql::DEVICE_CURSOR, (device, id))
+        .await?
+        .and_then(|r| r.0)
+        .map(|v| v as u64))
 }
 
 pub(super) async fn member(
@@ -38,7 +50,7 @@ pub(super) async fn member(
 /// Gives each device of `user_id` a cursor at `seq` in the conversation.
 async fn set_device_cursors(s: &ScyllaStore, id: &str, user_id: &str, seq: u64) -> StoreResult<()> {
     let events = retractions::last_event(s, id).await?;
-    for device in users::devices_of_user(s, user_id).await? {
+    for device in users::device_ids_of_user(s, user_id).await? {
         s.exec(
             &cql::SET_DEVICE_CURSOR,
             (device.as_str(), id, bigint(seq), bigint(events)),
@@ -104,7 +116,7 @@ pub(super) async fn load(s: &ScyllaStore, id: &str) -> StoreResult<Option<Conver
         created_by: r.created_by,
         created_at: r.created_at,
     };
-    let members = members(s, id).await?;
+    let members = members_of(s, id).await?;
     // A new owner continues from the stored maximum, repairing what a dead writer left.
     let last_seq = messages::last_seq(s, id, true).await?;
     let last_event_no = retractions::last_event(s, id).await?;
@@ -119,7 +131,7 @@ pub(super) async fn load(s: &ScyllaStore, id: &str) -> StoreResult<Option<Conver
 pub(super) async fn contacts_of_user(s: &ScyllaStore, user_id: &str) -> StoreResult<Vec<String>> {
     let mut out = BTreeSet::new();
     for conv in ids_of_user(s, user_id).await? {
-        for m in members(s, &conv).await? {
+        for m in members_of(s, &conv).await? {
             if m.user_id != user_id {
                 out.insert(m.user_id);
             }

@@ -53,9 +53,8 @@ stmts! {
     // devices
     INSERT_DEVICE = "INSERT INTO devices (device_id, user_id, name, created_at) VALUES (?, ?, ?, ?)", [Text, Text, Text, BigInt];
     INSERT_DEVICE_BY_USER = "INSERT INTO devices_by_user (user_id, device_id) VALUES (?, ?)", [Text, Text];
-    DEVICE_BY_ID = "SELECT device_id, user_id, name, created_at, push_provider, push_token, push_endpoint FROM devices WHERE device_id = ?", [Text];
+    DEVICE_BY_ID = "SELECT device_id, user_id, name, created_at FROM devices WHERE device_id = ?", [Text];
     DEVICES_OF_USER = "SELECT device_id FROM devices_by_user WHERE user_id = ?", [Text];
-    SET_PUSH_TARGET = "UPDATE devices SET push_provider = ?, push_token = ?, push_endpoint = ? WHERE device_id = ? IF EXISTS", [Text, Text, Text, Text];
 
     // conversations and members
     CLAIM_DIRECT_PAIR = "INSERT INTO direct_pairs (direct_key, conversation_id) VALUES (?, ?) IF NOT EXISTS", [Text, Text];
@@ -92,6 +91,7 @@ stmts! {
 
     // cursors: conditional so that they never move backwards
     DEVICE_CURSORS = "SELECT conversation_id, delivered_seq, retraction_cursor FROM device_cursors WHERE device_id = ?", [Text];
+    DEVICE_CURSOR = "SELECT delivered_seq FROM device_cursors WHERE device_id = ? AND conversation_id = ?", [Text, Text];
     SET_DEVICE_CURSOR = "INSERT INTO device_cursors (device_id, conversation_id, delivered_seq, retraction_cursor) VALUES (?, ?, ?, ?)", [Text, Text, BigInt, BigInt];
     ADVANCE_DEVICE_DELIVERED = "UPDATE device_cursors SET delivered_seq = ? WHERE device_id = ? AND conversation_id = ? IF delivered_seq < ?", [BigInt, Text, Text, BigInt];
     ADVANCE_DEVICE_RETRACTIONS = "UPDATE device_cursors SET retraction_cursor = ? WHERE device_id = ? AND conversation_id = ? IF retraction_cursor < ?", [BigInt, Text, Text, BigInt];
@@ -116,6 +116,37 @@ stmts! {
     FILES_BY_SHA = "SELECT file_id FROM files_by_sha WHERE sha256 = ? LIMIT 1", [Text];
     DELETE_FILE_BY_SHA = "DELETE FROM files_by_sha WHERE sha256 = ? AND file_id = ?", [Text, Text];
 
+    // push targets (plain writes: registration and disabling touch different cells)
+    SET_PUSH_TARGET_ROW = "INSERT INTO push_targets (device_id, user_id, provider, token, endpoint, p256dh, auth, payload, registered_at, disabled_at, disabled_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, null, null)", [Text, Text, Text, Text, Text, Text, Text, Text, BigInt];
+    PUSH_TARGET = "SELECT provider, token, endpoint, p256dh, auth, payload, registered_at, disabled_at, disabled_reason FROM push_targets WHERE device_id = ?", [Text];
+    DISABLE_PUSH_TARGET = "UPDATE push_targets SET disabled_at = ?, disabled_reason = ? WHERE device_id = ?", [BigInt, Text, Text];
+
+    // push pending marks: cleared only up to the write that was seen (USING TIMESTAMP)
+    MARK_PUSH_PENDING = "UPDATE push_pending SET upto_seq = ? WHERE shard = ? AND conversation_id = ?", [BigInt, Int, Text];
+    PUSH_PENDING = "SELECT conversation_id, upto_seq, WRITETIME(upto_seq) FROM push_pending WHERE shard = ? LIMIT ?", [Int, Int];
+    PUSH_PENDING_ONE = "SELECT upto_seq, WRITETIME(upto_seq) FROM push_pending WHERE shard = ? AND conversation_id = ?", [Int, Text];
+    CLEAR_PUSH_PENDING = "DELETE FROM push_pending USING TIMESTAMP ? WHERE shard = ? AND conversation_id = ?", [BigInt, Int, Text];
+
+    // push jobs: every change is conditional on the row's version
+    INSERT_PUSH_JOB = "INSERT INTO push_jobs (shard, device_id, conversation_id, user_id, kind, seq, version, due_at, created_at, attempts, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS", [Int, Text, Text, Text, Text, BigInt, BigInt, BigInt, BigInt, Int, BigInt];
+    PUSH_JOB = "SELECT device_id, conversation_id, user_id, kind, seq, version, due_at, created_at, attempts, lease_until FROM push_jobs WHERE shard = ? AND device_id = ? AND conversation_id = ?", [Int, Text, Text];
+    PUSH_JOBS_OF_SHARD = "SELECT device_id, conversation_id, user_id, kind, seq, version, due_at, created_at, attempts, lease_until FROM push_jobs WHERE shard = ?", [Int];
+    UPDATE_PUSH_JOB = "UPDATE push_jobs SET kind = ?, seq = ?, version = ?, due_at = ?, created_at = ?, attempts = ? WHERE shard = ? AND device_id = ? AND conversation_id = ? IF version = ?", [Text, BigInt, BigInt, BigInt, BigInt, Int, Int, Text, Text, BigInt];
+    LEASE_PUSH_JOB = "UPDATE push_jobs SET lease_owner = ?, lease_until = ? WHERE shard = ? AND device_id = ? AND conversation_id = ? IF version = ? AND lease_until = ?", [Text, BigInt, Int, Text, Text, BigInt, BigInt];
+    RETRY_PUSH_JOB = "UPDATE push_jobs SET attempts = ?, due_at = ?, last_error = ?, lease_owner = null, lease_until = ? WHERE shard = ? AND device_id = ? AND conversation_id = ? IF EXISTS", [Int, BigInt, Text, BigInt, Int, Text, Text];
+    RELEASE_PUSH_JOB = "UPDATE push_jobs SET lease_owner = null, lease_until = ? WHERE shard = ? AND device_id = ? AND conversation_id = ? IF EXISTS", [BigInt, Int, Text, Text];
+    DELETE_PUSH_JOB = "DELETE FROM push_jobs WHERE shard = ? AND device_id = ? AND conversation_id = ? IF version = ?", [Int, Text, Text, BigInt];
+    DROP_PUSH_JOB = "DELETE FROM push_jobs WHERE shard = ? AND device_id = ? AND conversation_id = ? IF EXISTS", [Int, Text, Text];
+
+    // what each device was notified of
+    PUSH_SHOWN = "SELECT device_id, seq FROM push_shown WHERE user_id = ? AND conversation_id = ?", [Text, Text];
+    SET_PUSH_SHOWN = "INSERT INTO push_shown (user_id, conversation_id, device_id, seq) VALUES (?, ?, ?, ?)", [Text, Text, Text, BigInt];
+    DELETE_PUSH_SHOWN = "DELETE FROM push_shown WHERE user_id = ? AND conversation_id = ? AND device_id = ?", [Text, Text, Text];
+
+    // per-user conversation settings
+    SET_MUTED_UNTIL = "INSERT INTO conversation_settings (user_id, conversation_id, muted_until) VALUES (?, ?, ?)", [Text, Text, BigInt];
+    MUTED_UNTIL = "SELECT muted_until FROM conversation_settings WHERE user_id = ? AND conversation_id = ?", [Text, Text];
+
     // operations
     SET_KV = "INSERT INTO kv (key, value) VALUES (?, ?)", [Text, Text];
 
@@ -131,6 +162,7 @@ pub const SCHEMA: &[(i32, &str)] = &[
         2,
         include_str!("../../../schema/scylla/002_files_by_sha_and_kv.cql"),
     ),
+    (3, include_str!("../../../schema/scylla/003_push.cql")),
 ];
 
 /// The CQL type of `table.column` in the schema files (for the row-struct check in `rows`).
@@ -289,8 +321,13 @@ mod tests {
         let (cols, rest) = rest.split_once(" FROM ").unwrap();
         let (table, rest) = rest.split_once(" WHERE ").unwrap();
         let t = table_of(s, tables, table);
-        for c in split_list(cols) {
-            col_type(s, t, &c);
+        for c in cols.split(',').map(str::trim) {
+            // WRITETIME(col) is the write time of a column (a bigint).
+            let c = c
+                .strip_prefix("WRITETIME(")
+                .and_then(|x| x.strip_suffix(')'))
+                .unwrap_or(c);
+            col_type(s, t, c);
         }
         let (clause, tail) = match rest.find(" ORDER BY ").or_else(|| rest.find(" LIMIT ")) {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -374,11 +411,27 @@ mod tests {
     }
 
     fn check_delete(s: &Stmt, tables: &HashMap<String, Table>, rest: &str) -> Vec<CqlType> {
-        let (table, clause) = rest.split_once(" WHERE ").unwrap();
+        let (table, rest) = rest.split_once(" WHERE ").unwrap();
+        let mut binds = Vec::new();
+        let table = match table.strip_suffix(" USING TIMESTAMP ?") {
+            Some(t) => {
+                binds.push(BigInt);
+                t
+            }
+            None => table,
+        };
         let t = table_of(s, tables, table);
+        let (clause, cond) = match rest.split_once(" IF ") {
+            Some((w, c)) => (w, Some(c)),
+            None => (rest, None),
+        };
         let conds = conditions(clause);
         require_keys(s, t, &conds, true);
-        bound_types(s, t, &conds)
+        binds.extend(bound_types(s, t, &conds));
+        if let Some(cond) = cond.filter(|c| *c != "EXISTS") {
+            binds.extend(bound_types(s, t, &conditions(cond)));
+        }
+        binds
     }
 
     /// Checks one statement; returns the column (or pseudo-column) each `?` binds, in order.

@@ -195,6 +195,10 @@ pub(super) async fn append(
     batch: &[NewMessage],
 ) -> StoreResult<Vec<AppendOutcome>> {
     let (out, fresh) = fold_duplicates(s, id, first_seq, batch).await?;
+    if let Some((_, last)) = fresh.last() {
+        // Before the messages: a crash after them still finds the conversation to notify.
+        super::push::mark_pending(s, id, *last).await?;
+    }
     let mut start = 0;
     while start < fresh.len() {
         let bucket = cql::bucket(fresh[start].1);

@@ -15,6 +15,7 @@ mod cursors;
 mod files;
 mod messages;
 mod migrate;
+mod push;
 mod retractions;
 mod rows;
 mod users;
@@ -204,6 +205,9 @@ impl Store for ScyllaStore {
     async fn set_push_target(&self, device_id: &str, t: PushTargetRow) -> StoreResult<()> {
         users::set_push_target(self, device_id, t).await
     }
+    async fn devices_of_user(&self, user_id: &str) -> StoreResult<Vec<DeviceRow>> {
+        users::devices_of_user(self, user_id).await
+    }
 
     async fn create_conversation(
         &self,
@@ -227,6 +231,9 @@ impl Store for ScyllaStore {
     }
     async fn remove_member(&self, id: &str, user_id: &str) -> StoreResult<()> {
         conversations::remove_member(self, id, user_id).await
+    }
+    async fn device_cursor(&self, device_id: &str, id: &str) -> StoreResult<Option<u64>> {
+        conversations::device_cursor(self, device_id, id).await
     }
     async fn device_conversations(
         &self,
@@ -310,6 +317,62 @@ impl Store for ScyllaStore {
     }
     async fn orphaned_blobs(&self, file_ids: Vec<String>) -> StoreResult<Vec<String>> {
         files::orphaned_blobs(self, file_ids).await
+    }
+
+    async fn push_recipients(&self, id: &str) -> StoreResult<Vec<PushRecipient>> {
+        push::recipients(self, id).await
+    }
+    async fn push_pending(&self, limit: u32) -> StoreResult<Vec<(String, u64)>> {
+        push::pending(self, limit).await
+    }
+    async fn push_schedule(&self, id: &str, upto: u64, jobs: Vec<PushSchedule>) -> StoreResult<()> {
+        push::schedule(self, id, upto, jobs).await
+    }
+    async fn push_clear(
+        &self,
+        user_id: &str,
+        id: &str,
+        read_seq: u64,
+        reader: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        push::clear(self, user_id, id, read_seq, reader, now).await
+    }
+    async fn push_lease(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<PushJob>> {
+        push::lease(self, owner, now, until, limit).await
+    }
+    async fn push_done(&self, job: &PushJob, how: PushDone) -> StoreResult<()> {
+        push::done(self, job, how).await
+    }
+    async fn push_retry(&self, job: &PushJob, due_at: i64, error: &str) -> StoreResult<()> {
+        push::retry(self, job, due_at, error).await
+    }
+    async fn push_queue(&self) -> StoreResult<(u64, Option<i64>)> {
+        push::queue(self).await
+    }
+    async fn disable_push_target(
+        &self,
+        device_id: &str,
+        reason: &str,
+        at: i64,
+        registered_before: Option<i64>,
+    ) -> StoreResult<bool> {
+        push::disable_target(self, device_id, reason, at, registered_before).await
+    }
+    async fn set_muted_until(&self, user_id: &str, id: &str, until: i64) -> StoreResult<()> {
+        push::set_muted_until(self, user_id, id, until).await
+    }
+    async fn muted_until(&self, user_id: &str, id: &str) -> StoreResult<i64> {
+        push::muted_until(self, user_id, id).await
+    }
+    async fn unread_total(&self, user_id: &str) -> StoreResult<u64> {
+        push::unread_total(self, user_id).await
     }
 
     async fn check_writable(&self) -> StoreResult<()> {

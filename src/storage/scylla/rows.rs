@@ -6,7 +6,8 @@
 //! default), as ScyllaDB returns NULL for any regular column of a row that lacks it.
 
 use super::super::{
-    DeviceRow, FileRow, MemberRow, PushTargetRow, Retraction, Role, StoredMessage, UserRow,
+    DeviceRow, FileRow, MemberRow, PushJob, PushKind, PushTargetRow, Retraction, Role,
+    StoredMessage, UserRow,
 };
 use ::scylla::DeserializeRow;
 use parley_protocol::{ConversationKind, DeleteScope};
@@ -152,24 +153,80 @@ row!(
         user_id: String,
         name: Option<String>,
         created_at: i64,
-        push_provider: Option<String>,
-        push_token: Option<String>,
-        push_endpoint: Option<String>,
     }
 );
 
-impl From<DeviceCols> for DeviceRow {
-    fn from(r: DeviceCols) -> Self {
+impl DeviceCols {
+    pub(super) fn with_push(self, push: Option<PushTargetRow>) -> DeviceRow {
         DeviceRow {
-            device_id: r.device_id,
-            user_id: r.user_id,
-            name: r.name,
-            created_at: r.created_at,
-            push: r.push_provider.map(|provider| PushTargetRow {
-                provider,
-                token: r.push_token,
-                endpoint: r.push_endpoint,
-            }),
+            device_id: self.device_id,
+            user_id: self.user_id,
+            name: self.name,
+            created_at: self.created_at,
+            push,
+        }
+    }
+}
+
+row!(
+    /// `PUSH_TARGET`.
+    PushTargetCols {
+        provider: String,
+        token: Option<String>,
+        endpoint: Option<String>,
+        p256dh: Option<String>,
+        auth: Option<String>,
+        payload: Option<String>,
+        registered_at: i64,
+        disabled_at: Option<i64>,
+        disabled_reason: Option<String>,
+    }
+);
+
+impl From<PushTargetCols> for PushTargetRow {
+    fn from(r: PushTargetCols) -> Self {
+        PushTargetRow {
+            provider: r.provider,
+            token: r.token,
+            endpoint: r.endpoint,
+            p256dh: r.p256dh,
+            auth: r.auth,
+            payload: r.payload,
+            registered_at: r.registered_at,
+            disabled: r
+                .disabled_at
+                .map(|at| (at, r.disabled_reason.unwrap_or_default())),
+        }
+    }
+}
+
+row!(
+    /// `PUSH_JOB`, `PUSH_JOBS_OF_SHARD`.
+    PushJobCols {
+        device_id: String,
+        conversation_id: String,
+        user_id: String,
+        kind: String,
+        seq: i64,
+        version: i64,
+        due_at: i64,
+        created_at: i64,
+        attempts: i32,
+        lease_until: i64,
+    }
+);
+
+impl PushJobCols {
+    pub(super) fn job(&self) -> PushJob {
+        PushJob {
+            device_id: self.device_id.clone(),
+            conversation_id: self.conversation_id.clone(),
+            user_id: self.user_id.clone(),
+            kind: PushKind::parse(&self.kind),
+            seq: self.seq as u64,
+            version: self.version as u64,
+            created_at: self.created_at,
+            attempts: self.attempts.max(0) as u32,
         }
     }
 }
@@ -254,6 +311,9 @@ mod tests {
         (&cql::MEMBER, MemberCols::COLUMNS),
         (&cql::USER_BY_ID, UserCols::COLUMNS),
         (&cql::DEVICE_BY_ID, DeviceCols::COLUMNS),
+        (&cql::PUSH_TARGET, PushTargetCols::COLUMNS),
+        (&cql::PUSH_JOB, PushJobCols::COLUMNS),
+        (&cql::PUSH_JOBS_OF_SHARD, PushJobCols::COLUMNS),
         (&cql::CONVERSATION_BY_ID, ConversationCols::COLUMNS),
         (&cql::FILE_BY_ID, FileCols::COLUMNS),
         (&cql::IDEMPOTENCY, IdempotencyCols::COLUMNS),

@@ -84,12 +84,17 @@ pub(super) async fn create_device(s: &ScyllaStore, d: DeviceRow) -> StoreResult<
 }
 
 pub(super) async fn device(s: &ScyllaStore, device_id: &str) -> StoreResult<Option<DeviceRow>> {
-    Ok(s.row::<DeviceCols>(&cql::DEVICE_BY_ID, (device_id,))
+    let Some(d) = s
+        .row::<DeviceCols>(&cql::DEVICE_BY_ID, (device_id,))
         .await?
-        .map(DeviceRow::from))
+    else {
+        return Ok(None);
+    };
+    let push = super::push::target(s, device_id).await?;
+    Ok(Some(d.with_push(push)))
 }
 
-pub(super) async fn devices_of_user(s: &ScyllaStore, user_id: &str) -> StoreResult<Vec<String>> {
+pub(super) async fn device_ids_of_user(s: &ScyllaStore, user_id: &str) -> StoreResult<Vec<String>> {
     Ok(s.rows::<(String,)>(&cql::DEVICES_OF_USER, (user_id,))
         .await?
         .into_iter()
@@ -97,19 +102,42 @@ pub(super) async fn devices_of_user(s: &ScyllaStore, user_id: &str) -> StoreResu
         .collect())
 }
 
+pub(super) async fn devices_of_user(s: &ScyllaStore, user_id: &str) -> StoreResult<Vec<DeviceRow>> {
+    let mut out = Vec::new();
+    for id in device_ids_of_user(s, user_id).await? {
+        out.extend(device(s, &id).await?);
+    }
+    out.sort_by(|a, b| (a.created_at, &a.device_id).cmp(&(b.created_at, &b.device_id)));
+    Ok(out)
+}
+
+/// Registering (again) enables the target: a disabled one is live again. (Plain writes:
+/// registration and a provider's verdict touch different cells of the row.)
 pub(super) async fn set_push_target(
     s: &ScyllaStore,
     device_id: &str,
     t: PushTargetRow,
 ) -> StoreResult<()> {
-    if s.lwt(
-        &cql::SET_PUSH_TARGET,
-        (t.provider, t.token, t.endpoint, device_id),
+    let Some(d) = s
+        .row::<DeviceCols>(&cql::DEVICE_BY_ID, (device_id,))
+        .await?
+    else {
+        return Err(StoreError::NotFound);
+    };
+    s.exec(
+        &cql::SET_PUSH_TARGET_ROW,
+        (
+            device_id,
+            d.user_id.as_str(),
+            t.provider.as_str(),
+            t.token.as_deref(),
+            t.endpoint.as_deref(),
+            t.p256dh.as_deref(),
+            t.auth.as_deref(),
+            t.payload.as_deref(),
+            t.registered_at,
+        ),
     )
-    .await?
-    {
-        Ok(())
-    } else {
-        Err(StoreError::NotFound)
-    }
+    .await
+    .map(|_| ())
 }

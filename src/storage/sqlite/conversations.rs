@@ -177,6 +177,14 @@ pub(super) fn remove_member(c: &Connection, id: &str, user: &str) -> StoreResult
     Ok(())
 }
 
+pub(super) fn device_cursor(c: &Connection, device: &str, id: &str) -> StoreResult<Option<u64>> {
+    c.prepare_cached(
+        "SELECT delivered_seq FROM device_cursors WHERE device_id = ?1 AND conversation_id = ?2",
+    )
+    .and_then(|mut s| s.query_row([device, id], |r| rows::uint(r, 0)).optional())
+    .map_err(sql)
+}
+
 /// Every conversation of the device's user, with this device's cursors.
 pub(super) fn of_device(
     c: &Connection,

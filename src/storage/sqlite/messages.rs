@@ -44,6 +44,9 @@ pub(super) fn append(
         out.push(AppendOutcome::Stored { seq });
         seq += 1;
     }
+    if seq > first_seq {
+        super::push::mark_pending(c, id, seq - 1)?;
+    }
     Ok(out)
 }
 

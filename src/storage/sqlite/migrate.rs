@@ -9,7 +9,10 @@
 use rusqlite::Connection;
 use std::path::Path;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../schema/sqlite/001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../schema/sqlite/001_init.sql")),
+    (2, include_str!("../../../schema/sqlite/002_push.sql")),
+];
 
 /// Puts the database in WAL mode and applies pending migrations; returns the schema version
 /// before and after.

@@ -12,6 +12,7 @@ mod cursors;
 mod files;
 mod messages;
 mod migrate;
+mod push;
 mod readers;
 mod retractions;
 mod rows;
@@ -176,6 +177,10 @@ impl Store for SqliteStore {
         self.write(move |c| users::set_push_target(c, &id, &t))
             .await
     }
+    async fn devices_of_user(&self, user_id: &str) -> StoreResult<Vec<DeviceRow>> {
+        let u = user_id.to_string();
+        self.read(move |c| users::devices_of_user(c, &u)).await
+    }
 
     async fn create_conversation(
         &self,
@@ -207,6 +212,11 @@ impl Store for SqliteStore {
     async fn remove_member(&self, id: &str, user_id: &str) -> StoreResult<()> {
         let (id, u) = (id.to_string(), user_id.to_string());
         self.write(move |c| conversations::remove_member(c, &id, &u))
+            .await
+    }
+    async fn device_cursor(&self, device_id: &str, id: &str) -> StoreResult<Option<u64>> {
+        let (d, id) = (device_id.to_string(), id.to_string());
+        self.read(move |c| conversations::device_cursor(c, &d, &id))
             .await
     }
     async fn device_conversations(
@@ -307,6 +317,78 @@ impl Store for SqliteStore {
     async fn orphaned_blobs(&self, file_ids: Vec<String>) -> StoreResult<Vec<String>> {
         self.write(move |c| files::orphaned_blobs(c, &file_ids))
             .await
+    }
+
+    async fn push_recipients(&self, conversation_id: &str) -> StoreResult<Vec<PushRecipient>> {
+        let id = conversation_id.to_string();
+        self.read(move |c| push::recipients(c, &id)).await
+    }
+    async fn push_pending(&self, limit: u32) -> StoreResult<Vec<(String, u64)>> {
+        self.read(move |c| push::pending(c, limit)).await
+    }
+    async fn push_schedule(&self, id: &str, upto: u64, jobs: Vec<PushSchedule>) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |c| push::schedule(c, &id, upto, &jobs))
+            .await
+    }
+    async fn push_clear(
+        &self,
+        user_id: &str,
+        id: &str,
+        read_seq: u64,
+        reader: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let (u, id, r) = (user_id.to_string(), id.to_string(), reader.to_string());
+        self.write(move |c| push::clear(c, &u, &id, read_seq, &r, now))
+            .await
+    }
+    async fn push_lease(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<PushJob>> {
+        let owner = owner.to_string();
+        self.write(move |c| push::lease(c, &owner, now, until, limit))
+            .await
+    }
+    async fn push_done(&self, job: &PushJob, how: PushDone) -> StoreResult<()> {
+        let job = job.clone();
+        self.write(move |c| push::done(c, &job, how)).await
+    }
+    async fn push_retry(&self, job: &PushJob, due_at: i64, error: &str) -> StoreResult<()> {
+        let (job, error) = (job.clone(), error.to_string());
+        self.write(move |c| push::retry(c, &job, due_at, &error))
+            .await
+    }
+    async fn push_queue(&self) -> StoreResult<(u64, Option<i64>)> {
+        self.read(push::queue).await
+    }
+    async fn disable_push_target(
+        &self,
+        device_id: &str,
+        reason: &str,
+        at: i64,
+        registered_before: Option<i64>,
+    ) -> StoreResult<bool> {
+        let (d, r) = (device_id.to_string(), reason.to_string());
+        self.write(move |c| push::disable_target(c, &d, &r, at, registered_before))
+            .await
+    }
+    async fn set_muted_until(&self, user_id: &str, id: &str, until: i64) -> StoreResult<()> {
+        let (u, id) = (user_id.to_string(), id.to_string());
+        self.write(move |c| push::set_muted_until(c, &u, &id, until))
+            .await
+    }
+    async fn muted_until(&self, user_id: &str, id: &str) -> StoreResult<i64> {
+        let (u, id) = (user_id.to_string(), id.to_string());
+        self.read(move |c| push::muted_until(c, &u, &id)).await
+    }
+    async fn unread_total(&self, user_id: &str) -> StoreResult<u64> {
+        let u = user_id.to_string();
+        self.read(move |c| push::unread_total(c, &u)).await
     }
 
     async fn check_writable(&self) -> StoreResult<()> {

@@ -2,7 +2,8 @@
 //! files.
 
 use super::super::{
-    DeviceRow, FileRow, MemberRow, PushTargetRow, Retraction, Role, StoredMessage, UserRow,
+    DeviceRow, FileRow, MemberRow, PushJob, PushKind, PushTargetRow, Retraction, Role,
+    StoredMessage, UserRow,
 };
 use parley_protocol::DeleteScope;
 use rusqlite::Row;
@@ -50,11 +51,11 @@ pub(super) fn user(r: &Row<'_>) -> rusqlite::Result<UserRow> {
     })
 }
 
-pub(super) const DEVICE_COLS: &str =
-    "device_id, user_id, name, created_at, push_provider, push_token, push_endpoint";
+pub(super) const DEVICE_COLS: &str = "device_id, user_id, name, created_at, push_provider, push_token, push_endpoint, push_p256dh, push_auth, push_payload, push_registered_at, push_disabled_at, push_disabled_reason";
 
 pub(super) fn device(r: &Row<'_>) -> rusqlite::Result<DeviceRow> {
     let provider: Option<String> = r.get(4)?;
+    let disabled_at: Option<i64> = r.get(11)?;
     Ok(DeviceRow {
         device_id: r.get(0)?,
         user_id: r.get(1)?,
@@ -65,9 +66,34 @@ pub(super) fn device(r: &Row<'_>) -> rusqlite::Result<DeviceRow> {
                 provider,
                 token: r.get(5)?,
                 endpoint: r.get(6)?,
+                p256dh: r.get(7)?,
+                auth: r.get(8)?,
+                payload: r.get(9)?,
+                registered_at: r.get::<_, Option<i64>>(10)?.unwrap_or(0),
+                disabled: match disabled_at {
+                    Some(at) => Some((at, r.get::<_, Option<String>>(12)?.unwrap_or_default())),
+                    None => None,
+                },
             }),
             None => None,
         },
+    })
+}
+
+pub(super) const PUSH_JOB_COLS: &str =
+    "device_id, conversation_id, user_id, kind, seq, version, created_at, attempts";
+
+pub(super) fn push_job(r: &Row<'_>) -> rusqlite::Result<PushJob> {
+    let kind: String = r.get(3)?;
+    Ok(PushJob {
+        device_id: r.get(0)?,
+        conversation_id: r.get(1)?,
+        user_id: r.get(2)?,
+        kind: PushKind::parse(&kind),
+        seq: uint(r, 4)?,
+        version: uint(r, 5)?,
+        created_at: r.get(6)?,
+        attempts: r.get::<_, i64>(7)? as u32,
     })
 }
 

@@ -70,6 +70,7 @@ pub(super) fn device(c: &Connection, device_id: &str) -> StoreResult<Option<Devi
     .map_err(sql)
 }
 
+/// Registering (again) enables the target: a disabled one is live again.
 pub(super) fn set_push_target(
     c: &Connection,
     device_id: &str,
@@ -77,12 +78,36 @@ pub(super) fn set_push_target(
 ) -> StoreResult<()> {
     let n = c
         .prepare_cached(
-            "UPDATE devices SET push_provider = ?2, push_token = ?3, push_endpoint = ?4 WHERE device_id = ?1",
+            "UPDATE devices SET push_provider = ?2, push_token = ?3, push_endpoint = ?4, push_p256dh = ?5,
+                    push_auth = ?6, push_payload = ?7, push_registered_at = ?8,
+                    push_disabled_at = NULL, push_disabled_reason = NULL
+             WHERE device_id = ?1",
         )
-        .and_then(|mut s| s.execute(params![device_id, t.provider, t.token, t.endpoint]))
+        .and_then(|mut s| {
+            s.execute(params![
+                device_id,
+                t.provider,
+                t.token,
+                t.endpoint,
+                t.p256dh,
+                t.auth,
+                t.payload,
+                t.registered_at
+            ])
+        })
         .map_err(sql)?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
     Ok(())
+}
+
+pub(super) fn devices_of_user(c: &Connection, user_id: &str) -> StoreResult<Vec<DeviceRow>> {
+    let mut s = c
+        .prepare_cached(&format!(
+            "SELECT {DEVICE_COLS} FROM devices WHERE user_id = ?1 ORDER BY created_at, device_id"
+        ))
+        .map_err(sql)?;
+    let rows = s.query_map([user_id], rows::device).map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }

@@ -54,14 +54,19 @@ pub(super) async fn users_devices_and_push_targets(store: &dyn Store) {
     let fcm = PushTargetRow {
         provider: "fcm".into(),
         token: Some("tok".into()),
-        endpoint: None,
+        registered_at: 3,
+        ..Default::default()
     };
     store.set_push_target("d1", fcm.clone()).await.unwrap();
     assert_eq!(store.device("d1").await.unwrap().unwrap().push, Some(fcm));
     let web = PushTargetRow {
         provider: "webpush".into(),
-        token: None,
         endpoint: Some("https://push.example/x".into()),
+        p256dh: Some("BP".into()),
+        auth: Some("au".into()),
+        payload: Some("id_only".into()),
+        registered_at: 4,
+        ..Default::default()
     };
     store.set_push_target("d1", web.clone()).await.unwrap();
     assert_eq!(

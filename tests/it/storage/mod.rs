@@ -6,6 +6,7 @@
 mod accounts;
 mod conversations;
 mod messages;
+mod push;
 mod retractions;
 
 pub(super) use parley::config::Config;
@@ -92,6 +93,8 @@ macro_rules! checks {
         $m!(accounts::usernames_are_unique);
         $m!(accounts::users_devices_and_push_targets);
         $m!(conversations::direct_pairs_members_and_devices);
+        $m!(push::outbox_schedules_collapses_leases_and_completes);
+        $m!(push::dead_targets_mute_and_badge);
     };
 }
 
