@@ -44,6 +44,15 @@ impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A message's attachments as stored (JSON). A value that does not parse (it never should:
+/// the store wrote it) is logged, and the message is served without them.
+pub fn parse_attachments(json: &str) -> Vec<Attachment> {
+    serde_json::from_str(json).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "stored attachments unreadable");
+        Vec::new()
+    })
+}
+
 /// The store `storage.url` names: embedded SQLite in the data directory when it is empty.
 pub async fn open(
     cfg: &crate::config::Config,

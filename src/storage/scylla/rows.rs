@@ -60,7 +60,7 @@ impl From<MessageCols> for StoredMessage {
             text: r.text,
             attachments: r
                 .attachments
-                .and_then(|a| serde_json::from_str(&a).ok())
+                .map(|a| crate::storage::parse_attachments(&a))
                 .unwrap_or_default(),
             meta: r.meta,
             deleted: r.deleted,

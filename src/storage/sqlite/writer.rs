@@ -106,7 +106,9 @@ fn writer_loop(
             }
         }
         if !close.is_empty() {
-            let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+                tracing::warn!(error = %e, "final WAL checkpoint failed (the WAL is replayed on open)");
+            }
             drop(conn);
             for done in close {
                 let _ = done.send(());
