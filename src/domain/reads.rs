@@ -9,7 +9,8 @@ use super::{rules, view};
 use crate::error::ApiResult;
 use crate::storage::{DeviceConversation, MemberRow, Order, Store, StoreResult};
 use bytestring::ByteString;
-use parley_protocol::Message;
+use parley_protocol::{DeleteScope, Message};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -117,8 +118,10 @@ pub async fn history(
     .await?)
 }
 
-/// What a device is owed in one conversation after `after`: `(seq, frame)` in seq order; the
-/// frame is `None` for a message the user hid (the position still advances).
+/// What a device is owed in one conversation after `after`: `(seq, frame)` in seq order. A
+/// message the user hid comes as a `deleted` frame with scope `me` (a client checking seq for
+/// gaps sees why it has no message there); `None` is never returned today but keeps the
+/// position logic honest if a frame is skipped.
 pub async fn owed_frames(
     store: &dyn Store,
     user: &str,
@@ -139,8 +142,12 @@ pub async fn owed_frames(
         .into_iter()
         .map(|m| {
             let seq = m.seq;
-            let frame = (!hidden.contains(&seq)).then(|| view::owed_message(m, user));
-            (seq, frame)
+            let frame = if hidden.contains(&seq) {
+                view::deleted(&m.conversation_id, seq, DeleteScope::Me, user)
+            } else {
+                view::owed_message(m, user)
+            };
+            (seq, Some(frame))
         })
         .collect())
 }

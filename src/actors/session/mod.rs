@@ -52,6 +52,11 @@ pub struct SessionActor {
     missed: Arc<AtomicBool>,
     refreshing: bool,
     refresh_again: bool,
+    /// The client is paging with `sync` (its last page said `more`), until then: meanwhile
+    /// the server does not repair gaps itself, so the client's pages stay the bound.
+    paging_until: Option<Instant>,
+    /// Conversations whose catch-up waits for the socket to drain before its next page.
+    repair_after_drain: Vec<Arc<str>>,
 }
 
 impl SessionActor {
@@ -77,6 +82,8 @@ impl SessionActor {
             missed: Arc::new(AtomicBool::new(false)),
             refreshing: false,
             refresh_again: false,
+            paging_until: None,
+            repair_after_drain: Vec::new(),
         }
     }
 
@@ -118,9 +125,10 @@ impl SessionActor {
         if seq == pos.pushed + 1 && !pos.catching_up {
             pos.pushed = seq;
             self.enqueue(frame, ctx);
-        } else {
+        } else if !self.paging() {
             self.catch_up(conversation_id, ctx);
         }
+
     }
 
     /// A membership change: the conversation set follows, then the client gets the frame.

@@ -34,6 +34,12 @@ pub(super) struct Queue {
     pub(super) closing: bool,
 }
 
+impl Queue {
+    pub(super) fn is_empty(&self) -> bool {
+        self.items.is_empty() && !self.writing
+    }
+}
+
 impl Default for Queue {
     fn default() -> Self {
         Queue {
@@ -99,7 +105,9 @@ impl SessionActor {
                 None => return self.wait_for_room(f, ctx),
             }
         }
+        self.drained(ctx);
     }
+
 
     /// The socket is full: write `f` when it has room, and judge the consumer meanwhile.
     fn wait_for_room(&mut self, f: ByteString, ctx: &mut Context<Self>) {

@@ -56,8 +56,12 @@ impl SessionActor {
                     for f in frames {
                         act.enqueue(f, ctx);
                     }
-                    if progressed {
-                        act.catch_up(conv, ctx);
+                    // One page at a time: the next once the socket has taken this one, so a
+                    // device on a slow link gets bounded bursts (and the slow-consumer rule
+                    // judges it on what it was actually sent).
+                    if progressed && !act.repair_after_drain.contains(&conv) {
+                        act.repair_after_drain.push(conv);
+                        act.drained(ctx);
                     }
                 }),
         );
@@ -109,6 +113,28 @@ impl SessionActor {
         );
     }
 
+    /// Whether the client is paging with `sync` (see `paging_until`).
+    pub(super) fn paging(&mut self) -> bool {
+        match self.paging_until {
+            Some(t) if t > std::time::Instant::now() => true,
+            Some(_) => {
+                self.paging_until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The outbound queue is empty: catch-ups waiting for that take their next page.
+    pub(super) fn drained(&mut self, ctx: &mut Context<Self>) {
+        if !self.out.is_empty() {
+            return;
+        }
+        for conv in std::mem::take(&mut self.repair_after_drain) {
+            self.catch_up(conv, ctx);
+        }
+    }
+
     /// One `sync` page, then `synced`.
     pub(super) fn sync(
         &mut self,
@@ -138,7 +164,13 @@ impl SessionActor {
                     for f in page.frames {
                         act.enqueue(f, ctx);
                     }
+                    // A client with more to page is left to page: 30 s without its next
+                    // request, and the server repairs gaps again.
+                    act.paging_until = page
+                        .more
+                        .then(|| std::time::Instant::now() + std::time::Duration::from_secs(30));
                     act.enqueue(view::synced(id, page.more), ctx);
+
                 }
                 Err(e) => act.send_error(Some(id), e, ctx),
             }),

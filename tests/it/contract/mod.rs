@@ -8,4 +8,6 @@ mod conversations;
 mod files;
 mod messaging;
 mod retraction;
+mod rough_edges;
+
 mod sync;

@@ -1,0 +1,96 @@
+//! v1.1 fixes of v1's rough edges (issue 12, items 12-16), found by writing a client from
+//! docs/protocol.md alone.
+
+use crate::common::*;
+use serde_json::json;
+use std::time::Duration;
+
+/// A live message during paging does not flood the device: the client's `limit` stays the
+/// bound of every burst, and the next page still has the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_message_during_sync_paging_respects_the_page_bound() {
+    let s = TestServer::builder()
+        .config("[limits]\nrate_per_sec = 100000\nrate_burst = 100000")
+        .start();
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let conv = s.direct(&a, &b).await;
+    let mut wa = s.ws(&a).await;
+    for i in 0..120 {
+        wa.send_msg(&conv, &format!("m{i}"), "x").await;
+    }
+    let mut wb = s.ws(&b).await;
+    wb.send(json!({"type": "sync", "id": "p1", "limit": 20})).await;
+    let mut first = Vec::new();
+    loop {
+        let v = wb.next().await;
+        match v["type"].as_str() {
+            Some("message") => first.push(v["seq"].as_u64().unwrap()),
+            Some("synced") => {
+                assert_eq!(v["more"], true);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(first, (1..=20).collect::<Vec<_>>());
+    // A live message arrives while the client is between pages.
+    wa.send_msg(&conv, "live", "now").await;
+    let burst = wb
+        .collect_for(Duration::from_millis(700), |v| v["type"] == "message")
+        .await;
+    assert!(
+        burst.len() <= 1,
+        "the server pushed {} frames between pages",
+        burst.len()
+    );
+    // Paging continues where it stopped, in bounded pages, and ends with everything once.
+    let rest = wb.sync_all(20).await;
+    let mut all: Vec<u64> = first.clone();
+    all.extend(seqs(&burst));
+    all.extend(seqs(&rest));
+    all.sort();
+    all.dedup();
+    assert_eq!(all, (1..=121).collect::<Vec<_>>());
+}
+
+/// A message the user hid before this device held it comes as `deleted` with scope `me` in
+/// its place: no silent hole in seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_hidden_before_a_device_held_it_syncs_as_deleted_me() {
+    let s = TestServer::start();
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let conv = s.direct(&a, &b).await;
+    let mut wa = s.ws(&a).await;
+    for i in 1..=3 {
+        wa.send_msg(&conv, &format!("m{i}"), "x").await;
+    }
+    // Bob hides seq 2 before his device ever held it.
+    let mut phone = s.ws(&b).await;
+    phone
+        .send(json!({"type": "delete", "id": "h", "conversation_id": conv, "seq": 2, "scope": "me"}))
+        .await;
+    assert_eq!(phone.next_where(|v| v["id"] == "h").await["type"], "ack");
+    let mut w = s.ws(&b).await; // another socket of the same device: a fresh session
+
+    let got = w.sync_all(10).await;
+    let shape: Vec<(String, u64, String)> = got
+        .iter()
+        .map(|v| {
+            (
+                v["type"].as_str().unwrap().to_string(),
+                v["seq"].as_u64().unwrap(),
+                v["scope"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            ("message".into(), 1, "".into()),
+            ("deleted".into(), 2, "me".into()),
+            ("message".into(), 3, "".into())
+        ]
+    );
+}
