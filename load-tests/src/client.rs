@@ -119,7 +119,8 @@ pub async fn connect(base: &str, token: &str) -> Ws {
     unreachable!()
 }
 
-async fn try_connect(base: &str, token: &str) -> Result<Ws, String> {
+/// One attempt; the error names the HTTP status when the upgrade was refused.
+pub async fn try_connect(base: &str, token: &str) -> Result<Ws, String> {
     let mut req = ws_url(base)
         .into_client_request()
         .map_err(|e| e.to_string())?;

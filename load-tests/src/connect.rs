@@ -17,6 +17,7 @@ pub async fn connect(
     users: usize,
     server_pids: &[u32],
     hold: u64,
+    accept_refusals: bool,
 ) -> Value {
     let processes = n.div_ceil(per_process.max(1)).max(1);
     let before: Option<u64> = sum_rss(server_pids);
@@ -35,6 +36,7 @@ pub async fn connect(
             .arg(users.to_string())
             .arg("--tag")
             .arg(format!("{}w{w}", std::process::id()))
+            .args(accept_refusals.then_some("--accept-refusals"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -68,10 +70,8 @@ pub async fn connect(
         let _ = c.stdout.take().map(|mut o| o.read_to_string(&mut rest));
         let _ = c.wait();
     }
-    let held: u64 = reports
-        .iter()
-        .map(|r| r["connected"].as_u64().unwrap_or(0))
-        .sum();
+    let sum = |k: &str| -> u64 { reports.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum() };
+    let (held, refused, failed) = (sum("connected"), sum("refused"), sum("failed"));
     let connect_s = reports
         .iter()
         .filter_map(|r| r["connect_s"].as_f64())
@@ -83,6 +83,8 @@ pub async fn connect(
         "client_processes": processes,
         "connections": n,
         "held": held,
+        "refused_503": refused,
+        "failed": failed,
         "all_up_s": (all_up_s * 10.0).round() / 10.0,
         "connect_s": connect_s,
         "connections_per_s": (n as f64 / connect_s.max(0.001)).round(),
@@ -93,7 +95,11 @@ pub async fn connect(
             _ => Value::Null,
         },
         "client_bytes_per_connection": per(client_rss),
-        "complete": held == n as u64,
+        "complete": if accept_refusals {
+            failed == 0 && held + refused == n as u64
+        } else {
+            held == n as u64
+        },
     })
 }
 
@@ -106,7 +112,9 @@ fn sum_rss(pids: &[u32]) -> Option<u64> {
 
 /// One client process: logs its devices in, connects them, reports, and holds them until its
 /// standard input closes.
-pub async fn worker(urls: &[String], n: usize, users: usize, tag: &str) {
+/// With `accept_refusals`, each device tries once and a 503 counts as refused (a node at its
+/// connection limit); otherwise refused handshakes are retried.
+pub async fn worker(urls: &[String], n: usize, users: usize, tag: &str, accept_refusals: bool) {
     let users = users.max(1);
     let t0 = Instant::now();
     let mut names: Vec<(usize, String)> = Vec::with_capacity(n);
@@ -127,15 +135,24 @@ pub async fn worker(urls: &[String], n: usize, users: usize, tag: &str) {
     }
     let logins_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let conns: Vec<Ws> = futures_util::stream::iter(
-        logins
-            .iter()
-            .map(|(node, l)| crate::client::connect(&urls[*node], &l.token)),
-    )
-    .buffer_unordered(64)
-    .collect()
-    .await;
+    let attempts: Vec<Result<Ws, String>> =
+        futures_util::stream::iter(logins.iter().map(|(node, l)| async move {
+            if accept_refusals {
+                crate::client::try_connect(&urls[*node], &l.token).await
+            } else {
+                Ok(crate::client::connect(&urls[*node], &l.token).await)
+            }
+        }))
+        .buffer_unordered(64)
+        .collect()
+        .await;
     let connect_s = t1.elapsed().as_secs_f64();
+    let refused = attempts
+        .iter()
+        .filter(|r| r.as_ref().err().is_some_and(|e| e.contains("503")))
+        .count();
+    let failed = attempts.iter().filter(|r| r.is_err()).count() - refused;
+    let conns: Vec<Ws> = attempts.into_iter().filter_map(Result::ok).collect();
     let held = conns.len();
     let readers: Vec<_> = conns
         .into_iter()
@@ -143,7 +160,7 @@ pub async fn worker(urls: &[String], n: usize, users: usize, tag: &str) {
         .collect();
     println!(
         "{}",
-        json!({"connected": held, "logins_s": logins_s, "connect_s": connect_s, "rss_kib": rss_kib("self")})
+        json!({"connected": held, "refused": refused, "failed": failed, "logins_s": logins_s, "connect_s": connect_s, "rss_kib": rss_kib("self")})
     );
     // Hold until the parent closes our stdin.
     let _ = tokio::task::spawn_blocking(|| {

@@ -92,6 +92,10 @@ enum Cmd {
         /// Seconds to keep the connections open after measuring.
         #[arg(long, default_value_t = 0)]
         hold: u64,
+        /// Try each connection once and count 503 refusals (a node at its connection limit)
+        /// instead of retrying them.
+        #[arg(long)]
+        accept_refusals: bool,
     },
     /// (internal) one client process of `connect`.
     #[command(hide = true)]
@@ -102,6 +106,8 @@ enum Cmd {
         users: usize,
         #[arg(long)]
         tag: String,
+        #[arg(long)]
+        accept_refusals: bool,
     },
 }
 
@@ -202,6 +208,7 @@ async fn main() {
             users,
             server_pids,
             hold,
+            accept_refusals,
         } => {
             connect::connect(
                 &cli.url,
@@ -210,6 +217,7 @@ async fn main() {
                 users,
                 &server_pids,
                 hold,
+                accept_refusals,
             )
             .await
         }
@@ -217,8 +225,9 @@ async fn main() {
             connections,
             users,
             tag,
+            accept_refusals,
         } => {
-            connect::worker(&cli.url, connections, users, &tag).await;
+            connect::worker(&cli.url, connections, users, &tag, accept_refusals).await;
             return;
         }
     };

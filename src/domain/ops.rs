@@ -37,10 +37,12 @@ pub struct Submit {
 pub enum ConvRequest {
     Submit(Submit),
     /// The device holds (`Delivered`) or the user has read (`Read`) everything up to `seq`.
+    /// `id`: the client frame's, if it gave one (an error it causes carries it).
     Cursor {
         by: Caller,
         kind: ReceiptKind,
         seq: u64,
+        id: Option<String>,
     },
     /// Retract (`Everyone`) or hide (`Me`) the message at `seq`; `id` is the client frame's.
     Delete {
@@ -51,6 +53,7 @@ pub enum ConvRequest {
     },
     Typing {
         by: Caller,
+        id: Option<String>,
     },
     AddMembers {
         by: Caller,
@@ -68,9 +71,17 @@ impl ConvRequest {
             ConvRequest::Submit(s) => &s.by,
             ConvRequest::Cursor { by, .. }
             | ConvRequest::Delete { by, .. }
-            | ConvRequest::Typing { by }
+            | ConvRequest::Typing { by, .. }
             | ConvRequest::AddMembers { by, .. }
             | ConvRequest::RemoveMember { by, .. } => by,
+        }
+    }
+
+    /// The id of the client frame behind a fire-and-forget request, if it gave one.
+    pub fn frame_id(&self) -> Option<&str> {
+        match self {
+            ConvRequest::Cursor { id, .. } | ConvRequest::Typing { id, .. } => id.as_deref(),
+            _ => None,
         }
     }
 
@@ -173,6 +184,7 @@ mod tests {
                 by: caller(),
                 kind: ReceiptKind::Read,
                 seq: 9,
+                id: Some("r1".into()),
             },
             ConvRequest::Delete {
                 by: caller(),
@@ -180,7 +192,10 @@ mod tests {
                 seq: 2,
                 scope: DeleteScope::Me,
             },
-            ConvRequest::Typing { by: caller() },
+            ConvRequest::Typing {
+                by: caller(),
+                id: None,
+            },
             ConvRequest::AddMembers {
                 by: caller(),
                 user_ids: vec!["a".into(), "b".into()],

@@ -112,10 +112,15 @@ pub enum ClientFrame {
     Received {
         conversation_id: String,
         seq: u64,
+        /// Optional (v1.1): an error this frame causes carries it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     Read {
         conversation_id: String,
         seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     Sync {
         id: String,
@@ -138,6 +143,8 @@ pub enum ClientFrame {
     },
     Typing {
         conversation_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
 }
 

@@ -44,8 +44,39 @@ impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What a client id was used for: a retry must carry the same conversation and content.
+pub fn payload_hash(conversation_id: &str, m: &NewMessage) -> String {
+    content_hash(
+        conversation_id,
+        m.text.as_deref(),
+        m.meta.as_deref(),
+        &m.attachments,
+    )
+}
+
+/// `payload_hash` from a message's parts (a stored message has them too).
+pub fn content_hash(
+    conversation_id: &str,
+    text: Option<&str>,
+    meta: Option<&str>,
+    attachments: &[Attachment],
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [conversation_id, text.unwrap_or(""), meta.unwrap_or("")] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for a in attachments {
+        h.update(a.file_id.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
 /// A message's attachments as stored (JSON). A value that does not parse (it never should:
 /// the store wrote it) is logged, and the message is served without them.
+
 pub fn parse_attachments(json: &str) -> Vec<Attachment> {
     serde_json::from_str(json).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "stored attachments unreadable");
@@ -185,6 +216,12 @@ pub struct NewMessage {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppendOutcome {
     Stored {
+        seq: u64,
+    },
+    /// The (device, client id) pair was already used for another message (another
+    /// conversation or content): nothing stored; the client's id is at fault.
+    Reused {
+        conversation_id: String,
         seq: u64,
     },
     /// The (device, client id) pair was already stored: the original message's coordinates.

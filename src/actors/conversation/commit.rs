@@ -106,6 +106,17 @@ impl ConvActor {
         for (i, ((arrived, answer), outcome)) in waiters.into_iter().zip(outcomes).enumerate() {
             let msg = &batch[i];
             let ack = match outcome {
+                AppendOutcome::Reused {
+                    conversation_id,
+                    seq,
+                } => {
+                    let why = format!(
+                        "id {} was already used for another message (seq {seq} of {conversation_id})",
+                        msg.client_id
+                    );
+                    answer.send(&self.core, Err(ApiError::conflict(why)));
+                    continue;
+                }
                 AppendOutcome::Duplicate {
                     conversation_id,
                     seq,

@@ -66,6 +66,8 @@ pub struct ConvActor {
 pub(super) struct Answer {
     reply: Option<Reply>,
     by: Caller,
+    /// The client frame's id, for the `error` of a fire-and-forget request.
+    frame_id: Option<String>,
 }
 
 impl Answer {
@@ -75,7 +77,7 @@ impl Answer {
             (None, Ok(_)) => {}
             (None, Err(e)) => core.send_frame(
                 &[&self.by.user_id],
-                &view::error(None, &e),
+                &view::error(self.frame_id, &e),
                 Devices::Only(self.by.device_id),
             ),
         }
@@ -198,14 +200,16 @@ impl Handler<Envelope> for ConvActor {
         let answer = Answer {
             reply: env.reply,
             by: env.request.caller().clone(),
+            frame_id: env.request.frame_id().map(str::to_string),
         };
         match env.request {
             ConvRequest::Submit(s) => self.submit(s, env.arrived, answer, ctx),
-            ConvRequest::Cursor { by, kind, seq } => self.cursor(by, kind, seq, answer, ctx),
+            ConvRequest::Cursor { by, kind, seq, .. } => self.cursor(by, kind, seq, answer, ctx),
             ConvRequest::Delete { by, id, seq, scope } => {
                 self.delete(by, id, seq, scope, answer, ctx)
             }
-            ConvRequest::Typing { by } => self.typing(&by, answer),
+            ConvRequest::Typing { by, .. } => self.typing(&by, answer),
+
             ConvRequest::AddMembers { by, user_ids } => self.add_members(by, user_ids, answer, ctx),
             ConvRequest::RemoveMember { by, user_id } => {
                 self.remove_member(by, user_id, answer, ctx)

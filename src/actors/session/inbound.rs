@@ -54,7 +54,10 @@ fn frame_id(f: &ClientFrame) -> Option<String> {
         ClientFrame::Sync { id, .. }
         | ClientFrame::History { id, .. }
         | ClientFrame::Delete { id, .. } => Some(id.clone()),
-        _ => None,
+        ClientFrame::Received { id, .. }
+        | ClientFrame::Read { id, .. }
+        | ClientFrame::Typing { id, .. } => id.clone(),
+        ClientFrame::Auth { .. } => None,
     }
 }
 
@@ -100,11 +103,13 @@ impl SessionActor {
             ClientFrame::Received {
                 conversation_id,
                 seq,
-            } => self.on_cursor(conversation_id, seq, ReceiptKind::Delivered, by),
+                id,
+            } => self.on_cursor(conversation_id, seq, ReceiptKind::Delivered, id, by),
             ClientFrame::Read {
                 conversation_id,
                 seq,
-            } => self.on_cursor(conversation_id, seq, ReceiptKind::Read, by),
+                id,
+            } => self.on_cursor(conversation_id, seq, ReceiptKind::Read, id, by),
             ClientFrame::Sync { id, limit } => self.sync(id, limit, by, ctx),
             ClientFrame::History {
                 id,
@@ -118,7 +123,10 @@ impl SessionActor {
                 seq,
                 scope,
             } => self.on_delete(id, conversation_id, seq, scope, by, ctx),
-            ClientFrame::Typing { conversation_id } => self.on_typing(conversation_id, by),
+            ClientFrame::Typing {
+                conversation_id,
+                id,
+            } => self.on_typing(conversation_id, id, by),
         }
     }
 
@@ -188,7 +196,14 @@ impl SessionActor {
         );
     }
 
-    fn on_cursor(&mut self, conversation_id: String, seq: u64, kind: ReceiptKind, by: Caller) {
+    fn on_cursor(
+        &mut self,
+        conversation_id: String,
+        seq: u64,
+        kind: ReceiptKind,
+        id: Option<String>,
+        by: Caller,
+    ) {
         if let Some(pos) = self.convs.get_mut(conversation_id.as_str()) {
             pos.pushed = pos.pushed.max(seq.min(pos.latest));
             if kind == ReceiptKind::Read {
@@ -199,7 +214,7 @@ impl SessionActor {
         route(
             &self.core,
             &conversation_id,
-            ConvRequest::Cursor { by, kind, seq },
+            ConvRequest::Cursor { by, kind, seq, id },
             None,
         );
     }
@@ -256,7 +271,7 @@ impl SessionActor {
     }
 
     /// Relayed at most once per `typing_interval_ms` per conversation; extra frames dropped.
-    fn on_typing(&mut self, conversation_id: String, by: Caller) {
+    fn on_typing(&mut self, conversation_id: String, id: Option<String>, by: Caller) {
         let every = Duration::from_millis(self.core.config.limits.typing_interval_ms);
         // Only conversations this session holds are remembered, so the map stays bounded.
         if let Some((key, _)) = self.convs.get_key_value(conversation_id.as_str()) {
@@ -269,7 +284,7 @@ impl SessionActor {
         route(
             &self.core,
             &conversation_id,
-            ConvRequest::Typing { by },
+            ConvRequest::Typing { by, id },
             None,
         );
     }

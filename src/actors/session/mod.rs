@@ -128,7 +128,6 @@ impl SessionActor {
         } else if !self.paging() {
             self.catch_up(conversation_id, ctx);
         }
-
     }
 
     /// A membership change: the conversation set follows, then the client gets the frame.

@@ -108,7 +108,6 @@ impl SessionActor {
         self.drained(ctx);
     }
 
-
     /// The socket is full: write `f` when it has room, and judge the consumer meanwhile.
     fn wait_for_room(&mut self, f: ByteString, ctx: &mut Context<Self>) {
         self.out.writing = true;

@@ -170,7 +170,6 @@ impl SessionActor {
                         .more
                         .then(|| std::time::Instant::now() + std::time::Duration::from_secs(30));
                     act.enqueue(view::synced(id, page.more), ctx);
-
                 }
                 Err(e) => act.send_error(Some(id), e, ctx),
             }),

@@ -86,8 +86,9 @@ stmts! {
     PURGE_MESSAGE = "UPDATE messages SET text = null, attachments = null, meta = null, deleted = ?, deleted_by = ? WHERE conversation_id = ? AND bucket = ? AND seq = ? IF EXISTS", [Boolean, Text, Text, BigInt, BigInt];
 
     // idempotency (expired by TTL)
-    IDEMPOTENCY = "SELECT conversation_id, seq, message_id, ts FROM idempotency WHERE device_id = ? AND client_id = ?", [Text, Text];
-    INSERT_IDEMPOTENCY = "INSERT INTO idempotency (device_id, client_id, conversation_id, seq, message_id, ts) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?", [Text, Text, Text, BigInt, Text, BigInt, Int];
+    IDEMPOTENCY = "SELECT conversation_id, seq, message_id, ts, payload_hash FROM idempotency WHERE device_id = ? AND client_id = ?", [Text, Text];
+    INSERT_IDEMPOTENCY = "INSERT INTO idempotency (device_id, client_id, conversation_id, seq, message_id, ts, payload_hash) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?", [Text, Text, Text, BigInt, Text, BigInt, Text, Int];
+
 
     // cursors: conditional so that they never move backwards
     DEVICE_CURSORS = "SELECT conversation_id, delivered_seq, retraction_cursor FROM device_cursors WHERE device_id = ?", [Text];
@@ -163,6 +164,7 @@ pub const SCHEMA: &[(i32, &str)] = &[
         include_str!("../../../schema/scylla/002_files_by_sha_and_kv.cql"),
     ),
     (3, include_str!("../../../schema/scylla/003_push.cql")),
+    (4, include_str!("../../../schema/scylla/004_v1_1.cql")),
 ];
 
 /// The CQL type of `table.column` in the schema files (for the row-struct check in `rows`).
@@ -210,9 +212,17 @@ mod tests {
                 .join("\n");
             for stmt in text.split(';') {
                 let stmt = stmt.trim();
+                if let Some(rest) = stmt.strip_prefix("ALTER TABLE {keyspace}.") {
+                    let (name, add) = rest.split_once(" ADD ").unwrap();
+                    let (col, ty) = add.trim().split_once(' ').unwrap();
+                    let t: &mut Table = tables.get_mut(name.trim()).expect("altered table exists");
+                    t.columns.insert(col.to_string(), cql_type(ty.trim()));
+                    continue;
+                }
                 let Some(rest) = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS {keyspace}.") else {
                     continue;
                 };
+
                 let (name, body) = rest.split_once('(').unwrap();
                 // The column list ends at the parenthesis that closes the first one (a WITH
                 // clause may follow with parentheses of its own).

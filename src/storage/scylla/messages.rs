@@ -47,40 +47,36 @@ pub(super) async fn last_seq(s: &ScyllaStore, id: &str, repair: bool) -> StoreRe
     let (head, last) = probe_last(s, id).await?;
     if repair && last > head {
         for m in page(s, id, head, last + 1, u32::MAX, Order::Asc).await? {
-            put_idempotency(
-                s,
-                &m.sender_device_id,
-                &m.client_id,
-                id,
-                m.seq,
-                &m.message_id,
-                m.ts,
-            )
-            .await?;
+            let meta = m.meta.as_deref();
+            let hash = crate::storage::content_hash(id, m.text.as_deref(), meta, &m.attachments);
+            let key = (m.sender_device_id.as_str(), m.client_id.as_str());
+            put_idempotency(s, key, id, m.seq, &m.message_id, m.ts, &hash).await?;
         }
         s.exec(&cql::SET_HEAD, (bigint(last), id)).await?;
     }
     Ok(last)
 }
 
+/// `key`: (device, client id).
 async fn put_idempotency(
     s: &ScyllaStore,
-    device_id: &str,
-    client_id: &str,
+    key: (&str, &str),
     conversation_id: &str,
     seq: u64,
     message_id: &str,
     ts: i64,
+    hash: &str,
 ) -> StoreResult<()> {
     s.exec(
         &cql::INSERT_IDEMPOTENCY,
         (
-            device_id,
-            client_id,
+            key.0,
+            key.1,
             conversation_id,
             bigint(seq),
             message_id,
             ts,
+            hash,
             s.idempotency_ttl,
         ),
     )
@@ -103,24 +99,42 @@ async fn fold_duplicates(
     let mut seq = first_seq;
     for (k, m) in batch.iter().enumerate() {
         let key = (m.sender_device_id.as_str(), m.client_id.as_str());
+        let hash = crate::storage::payload_hash(id, m);
         if let Some(&(first, at)) = seen.get(&key) {
-            out.push(Some(AppendOutcome::Duplicate {
-                conversation_id: id.to_string(),
-                seq: at,
-                message_id: batch[first].message_id.clone(),
-                ts: batch[first].ts,
+            let same = crate::storage::payload_hash(id, &batch[first]) == hash;
+            out.push(Some(if same {
+                AppendOutcome::Duplicate {
+                    conversation_id: id.to_string(),
+                    seq: at,
+                    message_id: batch[first].message_id.clone(),
+                    ts: batch[first].ts,
+                }
+            } else {
+                AppendOutcome::Reused {
+                    conversation_id: id.to_string(),
+                    seq: at,
+                }
             }));
             continue;
         }
         if let Some(d) = s.row::<IdempotencyCols>(&cql::IDEMPOTENCY, key).await? {
-            out.push(Some(AppendOutcome::Duplicate {
-                conversation_id: d.conversation_id,
-                seq: d.seq as u64,
-                message_id: d.message_id,
-                ts: d.ts,
+            let reused = d.payload_hash.as_ref().is_some_and(|h| *h != hash);
+            out.push(Some(if reused {
+                AppendOutcome::Reused {
+                    conversation_id: d.conversation_id,
+                    seq: d.seq as u64,
+                }
+            } else {
+                AppendOutcome::Duplicate {
+                    conversation_id: d.conversation_id,
+                    seq: d.seq as u64,
+                    message_id: d.message_id,
+                    ts: d.ts,
+                }
             }));
             continue;
         }
+
         seen.insert(key, (k, seq));
         fresh.push((k, seq));
         out.push(None);
@@ -170,16 +184,10 @@ async fn insert_bucket(
     }
     for (k, seq) in fresh {
         let m = &batch[*k];
-        put_idempotency(
-            s,
-            &m.sender_device_id,
-            &m.client_id,
-            id,
-            *seq,
-            &m.message_id,
-            m.ts,
-        )
-        .await?;
+        let key = (m.sender_device_id.as_str(), m.client_id.as_str());
+        let hash = crate::storage::payload_hash(id, m);
+        put_idempotency(s, key, id, *seq, &m.message_id, m.ts, &hash).await?;
+
         for a in &m.attachments {
             s.exec(&cql::INSERT_GRANT, (a.file_id.as_str(), id, bigint(*seq)))
                 .await?;

@@ -60,10 +60,16 @@ pub(super) async fn migrate_session(
             continue;
         }
         for stmt in schema_statements(text, keyspace, rf) {
-            session
-                .query_unpaged(stmt.clone(), ())
-                .await
-                .map_err(|e| format!("scylla migration {v}: {e}\n{stmt}"))?;
+            if let Err(e) = session.query_unpaged(stmt.clone(), ()).await {
+                // CQL has no ALTER ... ADD IF NOT EXISTS: a column another node added
+                // first is what this statement wanted.
+                let done =
+                    stmt.starts_with("ALTER TABLE") && e.to_string().contains("already exist");
+                if !done {
+                    return Err(format!("scylla migration {v}: {e}\n{stmt}"));
+                }
+            }
+
             session
                 .await_schema_agreement()
                 .await

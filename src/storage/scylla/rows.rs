@@ -284,7 +284,9 @@ row!(
         seq: i64,
         message_id: String,
         ts: i64,
+        payload_hash: Option<String>,
     }
+
 );
 
 row!(

@@ -5,13 +5,21 @@ use super::{internal, is_unique_violation, sql};
 use crate::storage::{AppendOutcome, NewMessage, Order, StoreError, StoreResult, StoredMessage};
 use rusqlite::{params, Connection, OptionalExtension};
 
-/// The original coordinates of a (device, client id) already stored, if any.
-fn duplicate_of(c: &Connection, m: &NewMessage) -> StoreResult<Option<AppendOutcome>> {
+/// The original coordinates of a (device, client id) already stored, if any: a duplicate
+/// when the payload is the same (or was stored before hashes were kept), else `Reused`.
+fn duplicate_of(c: &Connection, m: &NewMessage, hash: &str) -> StoreResult<Option<AppendOutcome>> {
     c.prepare_cached(
-        "SELECT conversation_id, seq, message_id, ts FROM idempotency WHERE device_id = ?1 AND client_id = ?2",
+        "SELECT conversation_id, seq, message_id, ts, payload_hash FROM idempotency WHERE device_id = ?1 AND client_id = ?2",
     )
     .and_then(|mut s| {
         s.query_row(params![m.sender_device_id, m.client_id], |r| {
+            let stored: Option<String> = r.get(4)?;
+            if stored.is_some_and(|h| h != hash) {
+                return Ok(AppendOutcome::Reused {
+                    conversation_id: r.get(0)?,
+                    seq: rows::uint(r, 1)?,
+                });
+            }
             Ok(AppendOutcome::Duplicate {
                 conversation_id: r.get(0)?,
                 seq: rows::uint(r, 1)?,
@@ -36,11 +44,12 @@ pub(super) fn append(
     let mut out = Vec::with_capacity(batch.len());
     let mut seq = first_seq;
     for m in batch {
-        if let Some(d) = duplicate_of(c, m)? {
+        let hash = crate::storage::payload_hash(id, m);
+        if let Some(d) = duplicate_of(c, m, &hash)? {
             out.push(d);
             continue;
         }
-        insert(c, id, seq, m)?;
+        insert(c, id, seq, m, &hash)?;
         out.push(AppendOutcome::Stored { seq });
         seq += 1;
     }
@@ -50,7 +59,7 @@ pub(super) fn append(
     Ok(out)
 }
 
-fn insert(c: &Connection, id: &str, seq: u64, m: &NewMessage) -> StoreResult<()> {
+fn insert(c: &Connection, id: &str, seq: u64, m: &NewMessage, hash: &str) -> StoreResult<()> {
     let attachments = if m.attachments.is_empty() {
         None
     } else {
@@ -81,7 +90,8 @@ fn insert(c: &Connection, id: &str, seq: u64, m: &NewMessage) -> StoreResult<()>
         }
     })?;
     c.prepare_cached(
-        "INSERT INTO idempotency (device_id, client_id, conversation_id, seq, message_id, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO idempotency (device_id, client_id, conversation_id, seq, message_id, ts, payload_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -90,8 +100,10 @@ fn insert(c: &Connection, id: &str, seq: u64, m: &NewMessage) -> StoreResult<()>
             id,
             int(seq),
             m.message_id,
-            m.ts
+            m.ts,
+            hash
         ])
+
     })
     .map_err(sql)?;
     for a in &m.attachments {

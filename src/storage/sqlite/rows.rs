@@ -5,8 +5,8 @@ use super::super::{
     DeviceRow, FileRow, MemberRow, PushJob, PushKind, PushTargetRow, Retraction, Role,
     StoredMessage, UserRow,
 };
-use parley_protocol::DeleteScope;
 use crate::storage::parse_attachments;
+use parley_protocol::DeleteScope;
 use rusqlite::Row;
 
 /// Seqs and counters are u64 in the code and INTEGER (i64) in SQLite.
@@ -31,7 +31,9 @@ pub(super) fn message(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
         client_id: r.get(5)?,
         ts: r.get(6)?,
         text: r.get(7)?,
-        attachments: attachments.map(|a| parse_attachments(&a)).unwrap_or_default(),
+        attachments: attachments
+            .map(|a| parse_attachments(&a))
+            .unwrap_or_default(),
         meta: r.get(9)?,
         deleted: r.get::<_, i64>(10)? != 0,
         deleted_by: r.get(11)?,

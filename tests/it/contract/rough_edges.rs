@@ -20,7 +20,8 @@ async fn a_live_message_during_sync_paging_respects_the_page_bound() {
         wa.send_msg(&conv, &format!("m{i}"), "x").await;
     }
     let mut wb = s.ws(&b).await;
-    wb.send(json!({"type": "sync", "id": "p1", "limit": 20})).await;
+    wb.send(json!({"type": "sync", "id": "p1", "limit": 20}))
+        .await;
     let mut first = Vec::new();
     loop {
         let v = wb.next().await;
@@ -69,7 +70,9 @@ async fn a_message_hidden_before_a_device_held_it_syncs_as_deleted_me() {
     // Bob hides seq 2 before his device ever held it.
     let mut phone = s.ws(&b).await;
     phone
-        .send(json!({"type": "delete", "id": "h", "conversation_id": conv, "seq": 2, "scope": "me"}))
+        .send(
+            json!({"type": "delete", "id": "h", "conversation_id": conv, "seq": 2, "scope": "me"}),
+        )
         .await;
     assert_eq!(phone.next_where(|v| v["id"] == "h").await["type"], "ack");
     let mut w = s.ws(&b).await; // another socket of the same device: a fresh session
@@ -93,4 +96,36 @@ async fn a_message_hidden_before_a_device_held_it_syncs_as_deleted_me() {
             ("message".into(), 3, "".into())
         ]
     );
+}
+
+/// An `id` reused for a different message is `conflict`, not the original's ack; errors of
+/// `received`, `read` and `typing` carry their frame's `id` when it has one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_ids_conflict_and_fire_and_forget_errors_carry_their_id() {
+    let s = TestServer::start();
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let c = s.user("carol").await;
+    let conv = s.direct(&a, &b).await;
+    let mut wa = s.ws(&a).await;
+    let first = wa.send_msg(&conv, "same", "hello").await;
+    let again = wa.send_msg(&conv, "same", "hello").await;
+    assert_eq!(
+        (again["duplicate"].as_bool(), again["seq"].as_u64()),
+        (Some(true), first["seq"].as_u64())
+    );
+    wa.send(
+        json!({"type": "send", "id": "same", "conversation_id": conv, "text": "something else"}),
+    )
+    .await;
+    wa.expect_error("same", "conflict").await;
+    assert_eq!(s.all_messages(&a, &conv).await.len(), 1);
+
+    let mut wc = s.ws(&c).await;
+    wc.send(json!({"type": "read", "id": "r1", "conversation_id": conv, "seq": 1}))
+        .await;
+    wc.expect_error("r1", "forbidden").await;
+    wc.send(json!({"type": "typing", "id": "t1", "conversation_id": "no-such"}))
+        .await;
+    wc.expect_error("t1", "not_found").await;
 }

@@ -96,7 +96,7 @@ fn migrate_racing_serve_on_a_fresh_directory() {
         String::from_utf8_lossy(&migrate.stderr)
     );
     let out = String::from_utf8_lossy(&migrate.stdout);
-    assert!(out.starts_with("sqlite schema at version 2"), "{out}");
+    assert!(out.starts_with("sqlite schema at version "), "{out}");
     assert!(wait_until(Duration::from_secs(20), || readyz(&addr) == 200));
     assert!(serve.try_wait().unwrap().is_none());
     let _ = serve.kill();

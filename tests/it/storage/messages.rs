@@ -52,7 +52,7 @@ pub(super) async fn duplicates_return_the_original_and_consume_no_seq(store: &dy
             "k",
             2,
             vec![
-                msg("d1", "a", "again", 20),
+                msg("d1", "a", "first", 20),
                 msg("d1", "b", "new", 21),
                 msg("d1", "b", "new", 21),
             ]
@@ -229,4 +229,52 @@ pub(super) async fn idempotency_keys_expire(store: &dyn Store) {
         .unwrap();
     assert_eq!(stored(&out[0]), 3);
     assert!(matches!(out[1], AppendOutcome::Duplicate { seq: 2, .. }));
+}
+
+pub(super) async fn a_reused_client_id_with_other_content_is_refused(store: &dyn Store) {
+    conversation(store, "k", &["u1"]).await;
+    conversation(store, "other", &["u1"]).await;
+    store
+        .append("k", 1, vec![msg("d1", "a", "first", 10)].into())
+        .await
+        .unwrap();
+    let out = store
+        .append(
+            "k",
+            2,
+            vec![
+                msg("d1", "a", "different text", 20),
+                msg("d1", "a", "first", 21),
+            ]
+            .into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out[0],
+        AppendOutcome::Reused {
+            conversation_id: "k".into(),
+            seq: 1
+        }
+    );
+    assert!(
+        matches!(out[1], AppendOutcome::Duplicate { seq: 1, .. }),
+        "{:?}",
+        out[1]
+    );
+    // The same id and text in another conversation is another payload too.
+    let out = store
+        .append("other", 1, vec![msg("d1", "a", "first", 30)].into())
+        .await
+        .unwrap();
+    assert!(
+        matches!(out[0], AppendOutcome::Reused { seq: 1, .. }),
+        "{:?}",
+        out[0]
+    );
+    let stored = store
+        .messages("k", 0, u64::MAX, 10, Order::Asc)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "nothing stored for a reused id");
 }

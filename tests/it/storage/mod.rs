@@ -89,6 +89,8 @@ macro_rules! checks {
         $m!(messages::pages_both_ways);
         $m!(messages::cursors_never_move_backwards);
         $m!(messages::idempotency_keys_expire);
+        $m!(messages::a_reused_client_id_with_other_content_is_refused);
+
         $m!(retractions::retraction_purges_content);
         $m!(accounts::usernames_are_unique);
         $m!(accounts::users_devices_and_push_targets);
