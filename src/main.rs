@@ -83,35 +83,14 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    let (listen, data_dir, config, bus, store, log_json) = match cli.cmd {
-        Some(Cmd::Config) => {
-            say(parley::config::DEFAULT_CONFIG);
-            return;
-        }
+    match cli.cmd {
+        Some(Cmd::Config) => say(parley::config::DEFAULT_CONFIG),
         Some(Cmd::Migrate {
             data_dir,
             config,
             store,
             replication,
-        }) => {
-            let cfg = load_config(config.as_ref());
-            let url = store.unwrap_or(cfg.storage.url.clone());
-            if !url.is_empty() {
-                migrate_scylla(&url, replication.unwrap_or(cfg.storage.scylla_replication));
-                return;
-            }
-            let dir = data_dir.unwrap_or(cfg.data_dir);
-            match parley::storage::sqlite::migrate_dir(&dir) {
-                Ok((before, after)) => {
-                    say(&format!(
-                        "sqlite schema at version {after} (was {before}) in {}\n",
-                        dir.display()
-                    ));
-                    return;
-                }
-                Err(e) => fail(&e),
-            }
-        }
+        }) => migrate(data_dir, config, store, replication),
         Some(Cmd::Push {
             data_dir,
             config,
@@ -121,25 +100,11 @@ fn main() {
             log_json,
         }) => {
             let mut cfg = load_config(config.as_ref());
-            if let Some(d) = data_dir {
-                cfg.data_dir = d;
-            }
-            if let Some(s) = store {
-                cfg.storage.url = s;
-            }
-            if let Some(b) = bus {
-                cfg.cluster.bus = b;
-            }
+            override_config(&mut cfg, None, data_dir, bus, store);
             if let Some(l) = listen {
                 cfg.push.listen = l;
             }
-            let logs = init_logging(log_json || cfg.log.format == "json");
-            let result = actix_web::rt::System::new().block_on(parley::server::bridge::run(cfg));
-            drop(logs);
-            if let Err(e) = result {
-                fail(&e);
-            }
-            return;
+            run_logged(cfg, log_json, parley::server::bridge::run);
         }
         Some(Cmd::Serve {
             listen,
@@ -148,10 +113,23 @@ fn main() {
             bus,
             store,
             log_json,
-        }) => (listen, data_dir, config, bus, store, log_json),
-        None => (None, None, None, None, None, false),
-    };
-    let mut cfg = load_config(config.as_ref());
+        }) => {
+            let mut cfg = load_config(config.as_ref());
+            override_config(&mut cfg, listen, data_dir, bus, store);
+            run_logged(cfg, log_json, parley::server::run);
+        }
+        None => run_logged(load_config(None), false, parley::server::run),
+    }
+}
+
+/// Command-line flags over the config file.
+fn override_config(
+    cfg: &mut parley::config::Config,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    bus: Option<String>,
+    store: Option<String>,
+) {
     if let Some(l) = listen {
         cfg.listen = l;
     }
@@ -164,12 +142,42 @@ fn main() {
     if let Some(s) = store {
         cfg.storage.url = s;
     }
+}
+
+/// Runs a server (`serve` or `push`) with logging set up, and writes out the queued log lines
+/// at the end (unless the log pipe is gone: then they are dropped).
+fn run_logged<F, Fut, E>(cfg: parley::config::Config, log_json: bool, run: F)
+where
+    F: FnOnce(parley::config::Config) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let logs = init_logging(log_json || cfg.log.format == "json");
-    let result = actix_web::rt::System::new().block_on(parley::server::run(cfg));
-    // Writes out what is queued (unless the log pipe is gone: then the lines are dropped).
+    let result = actix_web::rt::System::new().block_on(run(cfg));
     drop(logs);
     if let Err(e) = result {
-        fail(&e);
+        fail(&e.to_string());
+    }
+}
+
+fn migrate(
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    store: Option<String>,
+    replication: Option<u32>,
+) {
+    let cfg = load_config(config.as_ref());
+    let url = store.unwrap_or(cfg.storage.url.clone());
+    if !url.is_empty() {
+        return migrate_scylla(&url, replication.unwrap_or(cfg.storage.scylla_replication));
+    }
+    let dir = data_dir.unwrap_or(cfg.data_dir);
+    match parley::storage::sqlite::migrate_dir(&dir) {
+        Ok((before, after)) => say(&format!(
+            "sqlite schema at version {after} (was {before}) in {}\n",
+            dir.display()
+        )),
+        Err(e) => fail(&e),
     }
 }
 

@@ -49,6 +49,7 @@ metrics! {
     sessions_pending: Gauge = Gauge::default(), "sessions_pending", "WebSocket connections that have not authenticated yet";
     uploads_refused: Counter = Counter::default(), "uploads_refused", "Uploads answered 429 because the user had max_concurrent_uploads running";
     slow_consumers: Counter = Counter::default(), "slow_consumers", "Sessions closed with 4429 because their outbound queue overflowed";
+    events_dropped: Counter = Counter::default(), "events_held_dropped", "Live events dropped while waiting for a device to get their message (sync replays them)";
     rate_limited: Counter = Counter::default(), "rate_limited", "Client frames refused by the rate limit";
     bus_published: Counter = Counter::default(), "bus_published", "Frames this node published on the cluster bus";
     bus_received: Counter = Counter::default(), "bus_received", "Frames this node received from other nodes";

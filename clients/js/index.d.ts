@@ -64,6 +64,13 @@ export interface Message {
   client_id?: string;
   /** A retracted message (a tombstone): in history pages, and in gap repairs. */
   deleted?: boolean;
+  /** v1.1: when the text or meta last changed. */
+  edited_at?: number;
+  /** v1.1: the seq this message replies to, and what it shows of it (built when read). */
+  reply_to?: number;
+  quote?: { seq: number; sender_id: string; text: string | null; attachments: number; deleted?: boolean };
+  /** v1.1: reactions, most used first (in pages and sync; none on a live message). */
+  reactions?: Array<{ emoji: string; count: number; me: boolean }>;
   /** Set on a message the client found in `history` while checking a hole in `seq`. */
   repaired?: boolean;
 }
@@ -224,6 +231,11 @@ export interface ClientEvents {
   gap: { conversation_id: string; from: number; to: number; found: number };
   error: { code: string; message: string; id?: string };
   unauthorized: Record<string, never>;
+  edited: {
+    type: 'edited'; conversation_id: string; seq: number; text: string | null;
+    meta: Record<string, unknown> | null; edited_at: number; by: string;
+  };
+  reaction: { type: 'reaction'; conversation_id: string; seq: number; user_id: string; emoji: string; added: boolean };
 }
 
 export interface ClientOptions {
@@ -255,6 +267,7 @@ export class ParleyClient extends Emitter<ClientEvents> {
     text?: string;
     attachments?: Array<{ file_id: string } & Partial<Attachment>>;
     meta?: Record<string, unknown>;
+    replyTo?: number;
   }): Promise<OutboxEntry>;
   pending(conversationId?: string): OutboxEntry[];
   held(conversationId: string): number;
@@ -262,9 +275,13 @@ export class ParleyClient extends Emitter<ClientEvents> {
   markRead(conversationId: string, seq: number): void;
   typing(conversationId: string): void;
   history(conversationId: string, page?: { beforeSeq?: number; limit?: number }): Promise<Message[]>;
-  delete(conversationId: string, seq: number, scope: 'everyone' | 'me'): Promise<{
-    type: 'ack'; id: string; conversation_id: string; seq: number; message_id: string; ts: number; duplicate?: boolean;
-  }>;
+  delete(conversationId: string, seq: number, scope: 'everyone' | 'me'): Promise<AckFrame>;
+  edit(conversationId: string, seq: number, change: { text?: string; meta?: Record<string, unknown> }): Promise<AckFrame>;
+  react(conversationId: string, seq: number, emoji: string, options?: { remove?: boolean }): Promise<AckFrame>;
+}
+
+export interface AckFrame {
+  type: 'ack'; id: string; conversation_id: string; seq: number; message_id: string; ts: number; duplicate?: boolean;
 }
 
 export function backoffDelay(

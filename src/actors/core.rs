@@ -12,13 +12,22 @@ use super::registry::Registry;
 use crate::auth::Auth;
 use crate::blobs::Blobs;
 use crate::config::Config;
-use crate::domain::broadcast::{Broadcast, Committed, Devices};
+use crate::domain::broadcast::{Broadcast, Committed, Devices, EventRef, QuoteInfo};
+use crate::domain::view::CommittedRef;
 use crate::metrics::Metrics;
 use crate::storage::{MemberRow, NewMessage, Store};
 use bytestring::ByteString;
 use parley_protocol::{Conversation, ConversationEvent};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// One message of a commit batch that was stored: its seq, its index in the batch, and the
+/// quote it carries if it is a reply.
+pub struct Stored {
+    pub seq: u64,
+    pub index: usize,
+    pub quote: Option<QuoteInfo>,
+}
 
 pub struct Core {
     pub config: Config,
@@ -109,10 +118,16 @@ impl Core {
         conversation_id: &Arc<str>,
         members: &[MemberRow],
         batch: &[NewMessage],
-        stored: &[(u64, usize)],
+        stored: &[Stored],
     ) {
         let ids = members.iter().map(|m| m.user_id.as_str());
-        let messages = stored.iter().map(|&(seq, i)| (seq, &batch[i]));
+        let messages = stored.iter().map(|s| {
+            let c = CommittedRef {
+                message: &batch[s.index],
+                quote: s.quote.as_ref(),
+            };
+            (s.seq, c)
+        });
         fanout::messages(&self.hub, conversation_id, ids.clone(), messages);
         if self.peers.is_clustered() {
             self.peers.broadcast(Broadcast::Messages {
@@ -120,11 +135,32 @@ impl Core {
                 members: ids.map(str::to_string).collect(),
                 messages: stored
                     .iter()
-                    .map(|&(seq, i)| Committed {
-                        seq,
-                        message: batch[i].clone(),
+                    .map(|s| Committed {
+                        seq: s.seq,
+                        message: batch[s.index].clone(),
+                        quote: s.quote.clone(),
                     })
                     .collect(),
+            });
+        }
+    }
+
+    /// An event of a conversation's log for the sessions of `users`, on every node.
+    pub fn send_event<S: AsRef<str>>(
+        &self,
+        users: &[S],
+        devices: Devices,
+        event: EventRef,
+        frame: &ByteString,
+    ) {
+        let event = Arc::new(event);
+        self.hub.send_event(users, &devices, &event, frame);
+        if self.peers.is_clustered() {
+            self.peers.broadcast(Broadcast::Event {
+                users: users.iter().map(|u| u.as_ref().to_string()).collect(),
+                devices,
+                event: (*event).clone(),
+                frame: frame.to_string(),
             });
         }
     }
@@ -138,7 +174,13 @@ impl Core {
                 messages,
             } => {
                 let id: Arc<str> = Arc::from(conversation_id.as_str());
-                let items = messages.iter().map(|c| (c.seq, &c.message));
+                let items = messages.iter().map(|c| {
+                    let r = CommittedRef {
+                        message: &c.message,
+                        quote: c.quote.as_ref(),
+                    };
+                    (c.seq, r)
+                });
                 fanout::messages(&self.hub, &id, members.iter().map(String::as_str), items);
             }
             Broadcast::Frame {
@@ -153,6 +195,14 @@ impl Core {
                 event,
                 conversation,
             } => self.hub.announce(&users, event, &Arc::new(conversation)),
+            Broadcast::Event {
+                users,
+                devices,
+                event,
+                frame,
+            } => self
+                .hub
+                .send_event(&users, &devices, &Arc::new(event), &ByteString::from(frame)),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use super::hub::{Hub, ToSession};
 use crate::domain::view;
-use crate::storage::NewMessage;
+use crate::domain::view::CommittedRef;
 use bytestring::ByteString;
 use std::sync::Arc;
 
@@ -15,9 +15,10 @@ pub(super) fn messages<'a, 'm>(
     hub: &Hub,
     conversation_id: &Arc<str>,
     members: impl Iterator<Item = &'a str> + Clone,
-    messages: impl Iterator<Item = (u64, &'m NewMessage)>,
+    messages: impl Iterator<Item = (u64, CommittedRef<'m>)>,
 ) {
-    for (seq, m) in messages {
+    for (seq, c) in messages {
+        let m = c.message;
         // Built on first use: a node may hold no session of these members at all.
         let mut plain: Option<ByteString> = None;
         let mut carbon: Option<ByteString> = None;
@@ -29,7 +30,7 @@ pub(super) fn messages<'a, 'm>(
                 }
                 let slot = if own { &mut carbon } else { &mut plain };
                 let frame = slot
-                    .get_or_insert_with(|| view::committed_message(conversation_id, seq, m, own))
+                    .get_or_insert_with(|| view::committed_message(conversation_id, seq, &c, own))
                     .clone();
                 Some(ToSession::Message {
                     conversation_id: conversation_id.clone(),

@@ -7,7 +7,7 @@
 //! conversations' ends from storage and repairs the gap. For messages nothing is lost; for
 //! ephemeral frames (typing, presence) a drop is what the contract allows.
 
-use crate::domain::broadcast::Devices;
+use crate::domain::broadcast::{Devices, EventRef};
 use crate::domain::view;
 use actix::prelude::*;
 use bytestring::ByteString;
@@ -28,6 +28,11 @@ pub enum ToSession {
     },
     /// Any other finished frame (receipt, typing, presence, deleted, error).
     Frame(ByteString),
+    /// An event of a conversation's log: forwarded once the device holds its message.
+    Event {
+        event: Arc<EventRef>,
+        frame: ByteString,
+    },
     /// A membership change; the session updates its conversation set, then forwards the frame.
     Conversation {
         event: ConversationEvent,
@@ -114,6 +119,23 @@ impl Hub {
                 devices
                     .includes(&h.device_id)
                     .then(|| ToSession::Frame(frame.clone()))
+            });
+        }
+    }
+
+    pub fn send_event<S: AsRef<str>>(
+        &self,
+        users: &[S],
+        devices: &Devices,
+        event: &Arc<EventRef>,
+        frame: &ByteString,
+    ) {
+        for u in users {
+            self.offer_user(u.as_ref(), |h| {
+                devices.includes(&h.device_id).then(|| ToSession::Event {
+                    event: event.clone(),
+                    frame: frame.clone(),
+                })
             });
         }
     }

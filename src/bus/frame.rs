@@ -11,7 +11,7 @@ use crate::domain::{ConvRequest, ConvResult};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of `NodeFrame` or of the domain types it carries.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum NodeFrame {
@@ -69,7 +69,7 @@ pub fn decode(bytes: &[u8]) -> Result<(String, NodeFrame), DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::broadcast::{Committed, Devices};
+    use crate::domain::broadcast::{Committed, Devices, EventRef, QuoteInfo};
     use crate::domain::{Caller, ConvReply, Submit};
     use crate::error::ApiError;
     use crate::storage::NewMessage;
@@ -88,6 +88,7 @@ mod tests {
                 text: Some("hi".into()),
                 attachments: vec![],
                 meta: None,
+                reply_to: None,
             }),
         };
         let bytes = encode("node-a", f.clone());
@@ -116,12 +117,30 @@ mod tests {
                         text: None,
                         attachments: vec![],
                         meta: Some("{}".into()),
+                        reply_to: Some(1),
                     },
+                    quote: Some(QuoteInfo {
+                        seq: 1,
+                        sender_id: "v".into(),
+                        text: None,
+                        attachments: 2,
+                        deleted: true,
+                    }),
                 }],
             }),
             NodeFrame::Broadcast(Broadcast::Frame {
                 users: vec!["u".into()],
                 devices: Devices::Only("d".into()),
+                frame: "{}".into(),
+            }),
+            NodeFrame::Broadcast(Broadcast::Event {
+                users: vec!["u".into()],
+                devices: Devices::All,
+                event: EventRef {
+                    conversation_id: "c".into(),
+                    event_no: 4,
+                    seq: 2,
+                },
                 frame: "{}".into(),
             }),
             NodeFrame::Left,

@@ -30,11 +30,23 @@ impl Devices {
     }
 }
 
-/// One committed message: its seq and what was stored.
+/// One committed message: its seq, what was stored, and the quote of the message it replies
+/// to as it was at the commit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Committed {
     pub seq: u64,
     pub message: NewMessage,
+    pub quote: Option<QuoteInfo>,
+}
+
+/// `parley_protocol::Quote` in a form postcard can carry (no skipped fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuoteInfo {
+    pub seq: u64,
+    pub sender_id: String,
+    pub text: Option<String>,
+    pub attachments: u32,
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,4 +70,20 @@ pub enum Broadcast {
         event: ConversationEvent,
         conversation: Conversation,
     },
+    /// An event of the conversation's log (retraction, hide, edit, reaction) as its finished
+    /// frame, with the coordinates a session needs to keep its event position.
+    Event {
+        users: Vec<String>,
+        devices: Devices,
+        event: EventRef,
+        frame: String,
+    },
+}
+
+/// Where an event sits: in its conversation's log (`event_no`) and on which message (`seq`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRef {
+    pub conversation_id: String,
+    pub event_no: u64,
+    pub seq: u64,
 }

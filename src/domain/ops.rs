@@ -31,6 +31,8 @@ pub struct Submit {
     pub attachments: Vec<Attachment>,
     /// The meta object as JSON text.
     pub meta: Option<String>,
+    /// The seq of the message this one replies to.
+    pub reply_to: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +57,23 @@ pub enum ConvRequest {
         by: Caller,
         id: Option<String>,
     },
+    /// Replace the text and/or meta (JSON text) of the caller's message at `seq`; `None`
+    /// keeps what is there.
+    Edit {
+        by: Caller,
+        id: String,
+        seq: u64,
+        text: Option<String>,
+        meta: Option<String>,
+    },
+    /// Add (`added`) or take back the caller's reaction `emoji` to the message at `seq`.
+    React {
+        by: Caller,
+        id: String,
+        seq: u64,
+        emoji: String,
+        added: bool,
+    },
     AddMembers {
         by: Caller,
         user_ids: Vec<String>,
@@ -72,6 +91,8 @@ impl ConvRequest {
             ConvRequest::Cursor { by, .. }
             | ConvRequest::Delete { by, .. }
             | ConvRequest::Typing { by, .. }
+            | ConvRequest::Edit { by, .. }
+            | ConvRequest::React { by, .. }
             | ConvRequest::AddMembers { by, .. }
             | ConvRequest::RemoveMember { by, .. } => by,
         }
@@ -166,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn every_request_and_reply_survives_postcard() {
+    fn every_request_survives_postcard() {
         let requests = vec![
             ConvRequest::Submit(Submit {
                 by: caller(),
@@ -179,7 +200,22 @@ mod tests {
                     sha256: "ab".into(),
                 }],
                 meta: Some(r#"{"k":1}"#.into()),
+                reply_to: Some(3),
             }),
+            ConvRequest::Edit {
+                by: caller(),
+                id: "e1".into(),
+                seq: 3,
+                text: Some("new".into()),
+                meta: None,
+            },
+            ConvRequest::React {
+                by: caller(),
+                id: "r2".into(),
+                seq: 3,
+                emoji: "👍".into(),
+                added: false,
+            },
             ConvRequest::Cursor {
                 by: caller(),
                 kind: ReceiptKind::Read,
@@ -208,6 +244,10 @@ mod tests {
         for r in requests {
             round_trip(r);
         }
+    }
+
+    #[test]
+    fn every_reply_survives_postcard() {
         let ack = AckInfo {
             id: "c1".into(),
             conversation_id: "k".into(),

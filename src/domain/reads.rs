@@ -5,9 +5,10 @@
 //! before the member joined, nothing the user hid, retracted messages as tombstones (in pages)
 //! or `deleted` frames (in what is owed), pages bounded by their limit.
 
+use super::broadcast::QuoteInfo;
 use super::{rules, view};
 use crate::error::ApiResult;
-use crate::storage::{DeviceConversation, MemberRow, Order, Store, StoreResult};
+use crate::storage::{DeviceConversation, EventKind, MemberRow, Order, Store, StoreResult};
 use bytestring::ByteString;
 use parley_protocol::{DeleteScope, Message};
 
@@ -24,9 +25,9 @@ pub struct Position {
     /// A catch-up read is in flight.
     pub catching_up: bool,
     pub read: u64,
-    /// Retraction log position stored for the device, and the highest event sent since.
-    pub retraction_cursor: u64,
-    pub retraction_sent: u64,
+    /// MessageEvent log position stored for the device, and the highest event sent since.
+    pub event_cursor: u64,
+    pub event_sent: u64,
 }
 
 impl Position {
@@ -37,8 +38,8 @@ impl Position {
             latest: dc.last_seq,
             catching_up: false,
             read: dc.read_seq,
-            retraction_cursor: dc.retraction_cursor,
-            retraction_sent: dc.retraction_cursor,
+            event_cursor: dc.event_cursor,
+            event_sent: dc.event_cursor,
         }
     }
 
@@ -90,11 +91,49 @@ pub async fn message_page(
         }
         _ => Vec::new(),
     };
-    Ok(msgs
+    let mut page: Vec<Message> = msgs
         .into_iter()
         .filter(|m| !hidden.contains(&m.seq))
         .map(|m| view::stored_message(m, user))
-        .collect())
+        .collect();
+    decorate(store, user, conversation_id, &mut page).await?;
+    Ok(page)
+}
+
+/// Adds the quotes and reactions of a page of messages as `viewer` sees them: one read of
+/// reactions for the page, one read per distinct quoted message (a quote is built when it is
+/// read, so it shows the quoted message's latest version, or that it was retracted).
+async fn decorate(
+    store: &dyn Store,
+    viewer: &str,
+    conversation_id: &str,
+    page: &mut [Message],
+) -> StoreResult<()> {
+    let live: Vec<u64> = page.iter().filter(|m| !m.deleted).map(|m| m.seq).collect();
+    let reactions = if live.is_empty() {
+        Vec::new()
+    } else {
+        store.reactions(conversation_id, &live, viewer).await?
+    };
+    let mut quotes: HashMap<u64, QuoteInfo> = HashMap::new();
+    for q in page.iter().filter_map(|m| m.reply_to) {
+        if quotes.contains_key(&q) {
+            continue;
+        }
+        if let Some(quoted) = store.message(conversation_id, q).await? {
+            quotes.insert(q, view::quote(&quoted));
+        }
+    }
+    for m in page.iter_mut() {
+        let r = reactions
+            .iter()
+            .find(|(seq, _)| *seq == m.seq)
+            .map(|(_, r)| r.as_slice())
+            .unwrap_or(&[]);
+        let q = m.reply_to.and_then(|q| quotes.get(&q));
+        view::decorate(m, q, r);
+    }
+    Ok(())
 }
 
 /// A history page for a member: the newest `limit` messages below `before`.
@@ -138,18 +177,28 @@ pub async fn owed_frames(
     let hidden = store
         .hidden_seqs(user, conversation_id, after, last + 1)
         .await?;
-    Ok(msgs
-        .into_iter()
-        .map(|m| {
-            let seq = m.seq;
-            let frame = if hidden.contains(&seq) {
-                view::deleted(&m.conversation_id, seq, DeleteScope::Me, user)
-            } else {
-                view::owed_message(m, user)
-            };
-            (seq, Some(frame))
-        })
-        .collect())
+    let mut frames: Vec<(u64, Option<ByteString>)> = Vec::with_capacity(msgs.len());
+    let mut shown = Vec::new();
+    for m in msgs {
+        let seq = m.seq;
+        if hidden.contains(&seq) {
+            frames.push((
+                seq,
+                Some(view::deleted(conversation_id, seq, DeleteScope::Me, user)),
+            ));
+        } else if m.deleted {
+            frames.push((seq, Some(view::tombstone(&m))));
+        } else {
+            frames.push((seq, None));
+            shown.push(view::stored_message(m, user));
+        }
+    }
+    decorate(store, user, conversation_id, &mut shown).await?;
+    let mut shown = shown.into_iter();
+    for f in frames.iter_mut().filter(|f| f.1.is_none()) {
+        f.1 = shown.next().map(view::message);
+    }
+    Ok(frames)
 }
 
 pub struct SyncPage {
@@ -184,8 +233,8 @@ pub async fn sync_page(
         pos.pushed = pos.pushed.max(dc.delivered_seq);
         pos.latest = pos.latest.max(dc.last_seq);
         pos.read = pos.read.max(dc.read_seq);
-        pos.retraction_cursor = pos.retraction_cursor.max(dc.retraction_cursor);
-        pos.retraction_sent = pos.retraction_sent.max(pos.retraction_cursor);
+        pos.event_cursor = pos.event_cursor.max(dc.event_cursor);
+        pos.event_sent = pos.event_sent.max(pos.event_cursor);
         if budget > 0 {
             budget = sync_conversation(store, user, &dc, &mut pos, budget, &mut page).await?;
         }
@@ -195,7 +244,7 @@ pub async fn sync_page(
     Ok(page)
 }
 
-/// Adds one conversation's share of a sync page: retractions of messages the device holds,
+/// Adds one conversation's share of a sync page: events of messages the device holds,
 /// then what it is owed, within `budget` frames. Returns the budget left.
 async fn sync_conversation(
     store: &dyn Store,
@@ -207,26 +256,43 @@ async fn sync_conversation(
 ) -> ApiResult<usize> {
     let held = pos.pushed;
     let rs = store
-        .retractions_since(
-            &dc.conversation_id,
-            user,
-            pos.retraction_sent,
-            budget as u32,
-        )
+        .events_since(&dc.conversation_id, user, pos.event_sent, budget as u32)
         .await?;
     if rs.len() == budget {
         page.more = true;
     }
+    let mut edited: Vec<u64> = Vec::new();
     for r in rs {
-        pos.retraction_sent = r.event_no;
-        if r.seq <= held {
-            page.frames.push(view::deleted(
-                &r.conversation_id,
-                r.seq,
-                r.scope,
-                &r.by_user,
-            ));
-            budget -= 1;
+        pos.event_sent = r.event_no;
+        if r.seq > held {
+            continue; // the message itself comes in its latest state
+        }
+        let conv = &r.conversation_id;
+        let frame = match &r.kind {
+            EventKind::Retract => view::deleted(conv, r.seq, DeleteScope::Everyone, &r.by_user),
+            EventKind::Hide => view::deleted(conv, r.seq, DeleteScope::Me, &r.by_user),
+            EventKind::React { emoji, added } => {
+                view::reaction(conv, r.seq, &r.by_user, emoji, *added)
+            }
+            EventKind::Edit => {
+                if !edited.contains(&r.seq) {
+                    edited.push(r.seq);
+                }
+                continue;
+            }
+            EventKind::Other => continue,
+        };
+        page.frames.push(frame);
+        budget = budget.saturating_sub(1);
+    }
+    // One frame per edited message, with its latest version (none if it was retracted since:
+    // its `deleted` is in this page or the next).
+    for seq in edited {
+        if let Some(m) = store.message(&dc.conversation_id, seq).await? {
+            if !m.deleted {
+                page.frames.push(view::edited(&m, &m.sender_id));
+                budget = budget.saturating_sub(1);
+            }
         }
     }
     if pos.latest > pos.pushed && budget > 0 {

@@ -43,12 +43,7 @@ pub fn group_size(limits: &Limits, members: usize) -> ApiResult<()> {
 
 /// Checks a `send` frame; returns its meta as JSON text.
 pub fn send(limits: &Limits, f: &SendFrame) -> ApiResult<Option<String>> {
-    if f.id.is_empty() || f.id.len() > limits.max_client_id_bytes {
-        return Err(ApiError::bad_request(format!(
-            "id must be 1..{} bytes",
-            limits.max_client_id_bytes
-        )));
-    }
+    client_id(limits, f.id.as_str())?;
     if f.conversation_id.is_some() == f.to.is_some() {
         return Err(ApiError::bad_request(
             "give exactly one of conversation_id and to",
@@ -72,7 +67,97 @@ pub fn send(limits: &Limits, f: &SendFrame) -> ApiResult<Option<String>> {
     if f.text.as_deref().unwrap_or("").is_empty() && f.attachments.is_empty() {
         return Err(ApiError::bad_request("a message needs text or attachments"));
     }
-    match &f.meta {
+    if f.reply_to == Some(0) {
+        return Err(ApiError::bad_request("reply_to must be a seq (1 or more)"));
+    }
+    meta(limits, &f.meta)
+}
+
+/// A client's id for an operation it may retry.
+pub fn client_id(limits: &Limits, id: &str) -> ApiResult<()> {
+    if id.is_empty() || id.len() > limits.max_client_id_bytes {
+        return Err(ApiError::bad_request(format!(
+            "id must be 1..{} bytes",
+            limits.max_client_id_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an `edit` frame; returns its meta as JSON text.
+pub fn edit_frame(
+    limits: &Limits,
+    id: &str,
+    text: Option<&str>,
+    meta_value: &Option<serde_json::Value>,
+) -> ApiResult<Option<String>> {
+    client_id(limits, id)?;
+    if text.is_none() && meta_value.is_none() {
+        return Err(ApiError::bad_request("an edit needs text or meta"));
+    }
+    if text.is_some_and(|t| t.len() > limits.max_text_bytes) {
+        return Err(ApiError::too_large(format!(
+            "text is over {} bytes",
+            limits.max_text_bytes
+        )));
+    }
+    meta(limits, meta_value)
+}
+
+/// Whether `by` may edit `msg` now, leaving it with `text` and its attachments.
+pub fn edit(
+    by: &MemberRow,
+    msg: &StoredMessage,
+    text: Option<&str>,
+    now_ms: i64,
+    window_secs: u64,
+) -> ApiResult<()> {
+    if msg.deleted {
+        return Err(ApiError::not_found("the message was retracted"));
+    }
+    if msg.sender_id != by.user_id {
+        return Err(ApiError::forbidden("only the sender may edit a message"));
+    }
+    if now_ms - msg.ts > window_secs as i64 * 1000 {
+        return Err(ApiError::forbidden("the edit window has passed"));
+    }
+    if text.unwrap_or("").is_empty() && msg.attachments.is_empty() {
+        return Err(ApiError::bad_request("a message needs text or attachments"));
+    }
+    Ok(())
+}
+
+/// A reaction is one short emoji: no spaces or control characters.
+pub fn emoji(limits: &Limits, e: &str) -> ApiResult<()> {
+    let ok = !e.is_empty()
+        && e.len() <= limits.max_emoji_bytes
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        return Err(ApiError::bad_request(format!(
+            "emoji must be 1..{} bytes without spaces",
+            limits.max_emoji_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// A reaction to `msg`, which already has `distinct` emojis, none of them this one.
+pub fn new_emoji(limits: &Limits, msg: &StoredMessage, distinct: usize) -> ApiResult<()> {
+    if msg.deleted {
+        return Err(ApiError::not_found("the message was retracted"));
+    }
+    if distinct >= limits.max_reactions_per_message {
+        return Err(ApiError::too_large(format!(
+            "a message has at most {} different reactions",
+            limits.max_reactions_per_message
+        )));
+    }
+    Ok(())
+}
+
+/// A meta object as JSON text, within its limit.
+fn meta(limits: &Limits, meta: &Option<serde_json::Value>) -> ApiResult<Option<String>> {
+    match meta {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(v @ serde_json::Value::Object(_)) => {
             let s = v.to_string();

@@ -5,13 +5,16 @@
 //! the tombstone that replaces a message retracted before a device got it. Frames come out
 //! as finished JSON (`ByteString`), serialised once and shared by every session they go to.
 
+use super::broadcast::QuoteInfo;
 use super::ops::AckInfo;
 use crate::error::ApiError;
-use crate::storage::{ConversationState, NewMessage, PushTargetRow, Role, StoredMessage};
+use crate::storage::{
+    ConversationState, NewMessage, PushTargetRow, ReactionCount, Role, StoredMessage,
+};
 use bytestring::ByteString;
 use parley_protocol::{
-    Conversation, ConversationCursor, ConversationEvent, DeleteScope, Message, PushState,
-    ReceiptKind, ServerFrame,
+    Conversation, ConversationCursor, ConversationEvent, DeleteScope, Message, PushState, Quote,
+    ReactionSummary, ReceiptKind, ServerFrame,
 };
 
 fn json(frame: &ServerFrame) -> ByteString {
@@ -40,14 +43,49 @@ fn meta(m: Option<&str>) -> Option<serde_json::Value> {
     m.and_then(|s| serde_json::from_str(s).ok())
 }
 
+/// How much of a quoted message's text a reply shows.
+const QUOTE_CHARS: usize = 200;
+
+/// What a reply shows of the message at its `reply_to`, as stored now.
+pub fn quote(m: &StoredMessage) -> QuoteInfo {
+    QuoteInfo {
+        seq: m.seq,
+        sender_id: m.sender_id.clone(),
+        text: if m.deleted {
+            None
+        } else {
+            m.text
+                .as_deref()
+                .map(|t| t.chars().take(QUOTE_CHARS).collect())
+        },
+        attachments: if m.deleted {
+            0
+        } else {
+            m.attachments.len() as u32
+        },
+        deleted: m.deleted,
+    }
+}
+
+fn wire_quote(q: &QuoteInfo) -> Quote {
+    Quote {
+        seq: q.seq,
+        sender_id: q.sender_id.clone(),
+        text: q.text.clone(),
+        attachments: q.attachments,
+        deleted: q.deleted,
+    }
+}
+
 /// A message just committed, as members see it; `carbon` adds the sender's `client_id` for
 /// the sender's own other devices.
 pub fn committed_message(
     conversation_id: &str,
     seq: u64,
-    m: &NewMessage,
+    c: &CommittedRef,
     carbon: bool,
 ) -> ByteString {
+    let m = c.message;
     json(&ServerFrame::Message(Message {
         conversation_id: conversation_id.to_string(),
         seq,
@@ -60,11 +98,23 @@ pub fn committed_message(
         meta: meta(m.meta.as_deref()),
         client_id: carbon.then(|| m.client_id.clone()),
         deleted: false,
+        edited_at: None,
+        reply_to: m.reply_to,
+        quote: c.quote.map(wire_quote),
+        reactions: Vec::new(),
     }))
 }
 
+/// A committed message and its quote, borrowed (from a commit batch or a bus broadcast).
+#[derive(Clone, Copy)]
+pub struct CommittedRef<'a> {
+    pub message: &'a NewMessage,
+    pub quote: Option<&'a QuoteInfo>,
+}
+
 /// A stored message as `viewer` sees it in a page: `client_id` only for the sender's own
-/// devices; a retracted message is a tombstone (`deleted: true`, no content).
+/// devices; a retracted message is a tombstone (`deleted: true`, no content). Its quote and
+/// reactions are added by `reads`, which reads them in one go for a page.
 pub fn stored_message(m: StoredMessage, viewer: &str) -> Message {
     let own = m.sender_id == viewer;
     Message {
@@ -79,17 +129,36 @@ pub fn stored_message(m: StoredMessage, viewer: &str) -> Message {
         meta: meta(m.meta.as_deref()),
         client_id: own.then_some(m.client_id),
         deleted: m.deleted,
+        edited_at: if m.deleted { None } else { m.edited_at },
+        reply_to: if m.deleted { None } else { m.reply_to },
+        quote: None,
+        reactions: Vec::new(),
     }
 }
 
-/// What a device that has not got a stored message yet receives for it: the message, or a
-/// `deleted` frame in place of one retracted meanwhile.
-pub fn owed_message(m: StoredMessage, viewer: &str) -> ByteString {
-    if m.deleted {
-        let by = m.deleted_by.clone().unwrap_or_else(|| m.sender_id.clone());
-        return deleted(&m.conversation_id, m.seq, DeleteScope::Everyone, &by);
-    }
-    json(&ServerFrame::Message(stored_message(m, viewer)))
+/// Adds what `reads` found of a page's quotes and reactions to one message.
+pub fn decorate(m: &mut Message, quote: Option<&QuoteInfo>, reactions: &[ReactionCount]) {
+    m.quote = quote.map(wire_quote);
+    m.reactions = reactions
+        .iter()
+        .map(|r| ReactionSummary {
+            emoji: r.emoji.clone(),
+            count: r.count,
+            me: r.me,
+        })
+        .collect();
+}
+
+/// A message frame (a page's message replayed, or owed).
+pub fn message(m: Message) -> ByteString {
+    json(&ServerFrame::Message(m))
+}
+
+/// What a device that has not got a stored message yet receives in place of it when it was
+/// retracted meanwhile.
+pub fn tombstone(m: &StoredMessage) -> ByteString {
+    let by = m.deleted_by.clone().unwrap_or_else(|| m.sender_id.clone());
+    deleted(&m.conversation_id, m.seq, DeleteScope::Everyone, &by)
 }
 
 pub fn deleted(conversation_id: &str, seq: u64, scope: DeleteScope, by: &str) -> ByteString {
@@ -98,6 +167,34 @@ pub fn deleted(conversation_id: &str, seq: u64, scope: DeleteScope, by: &str) ->
         seq,
         scope,
         by: by.to_string(),
+    })
+}
+
+/// A message's text and meta after an edit (live, or replayed from the latest version).
+pub fn edited(m: &StoredMessage, by: &str) -> ByteString {
+    json(&ServerFrame::Edited {
+        conversation_id: m.conversation_id.clone(),
+        seq: m.seq,
+        text: m.text.clone(),
+        meta: meta(m.meta.as_deref()),
+        edited_at: m.edited_at.unwrap_or(m.ts),
+        by: by.to_string(),
+    })
+}
+
+pub fn reaction(
+    conversation_id: &str,
+    seq: u64,
+    user_id: &str,
+    emoji: &str,
+    added: bool,
+) -> ByteString {
+    json(&ServerFrame::Reaction {
+        conversation_id: conversation_id.to_string(),
+        seq,
+        user_id: user_id.to_string(),
+        emoji: emoji.to_string(),
+        added,
     })
 }
 
@@ -191,4 +288,13 @@ pub fn push_target(device_id: &str, t: &PushTargetRow) -> ByteString {
 
 pub fn error(id: Option<String>, e: &ApiError) -> ByteString {
     json(&ServerFrame::error(id, e.code, e.message.clone()))
+}
+
+/// An earlier version of an edited message, as the versions endpoint lists it.
+pub fn version(v: crate::storage::MessageVersion) -> parley_protocol::MessageVersion {
+    parley_protocol::MessageVersion {
+        text: v.text,
+        meta: meta(v.meta.as_deref()),
+        replaced_at: v.replaced_at,
+    }
 }

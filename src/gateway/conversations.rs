@@ -177,3 +177,36 @@ pub async fn set_settings(
         .await?;
     Ok(HttpResponse::Ok().json(json!({"conversation_id": &*path, "muted_until": until})))
 }
+
+/// The earlier versions of an edited message, oldest first (none once it is retracted: the
+/// retraction purges them).
+pub async fn versions(
+    core: web::Data<Core>,
+    caller: Caller,
+    path: web::Path<(String, u64)>,
+) -> ApiResult<HttpResponse> {
+    let (id, seq) = path.into_inner();
+    let joined = reads::member(&*core.store, &id, &caller.user_id)
+        .await?
+        .joined_seq;
+    let hidden = core
+        .store
+        .hidden_seqs(
+            &caller.user_id,
+            &id,
+            seq.saturating_sub(1),
+            seq.saturating_add(1),
+        )
+        .await?;
+    let msg = core.store.message(&id, seq).await?;
+    let Some(msg) = msg.filter(|_| seq > joined && !hidden.contains(&seq)) else {
+        return Err(ApiError::not_found("no such message"));
+    };
+    let versions = core.store.message_versions(&id, seq).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "conversation_id": id,
+        "seq": seq,
+        "edited_at": msg.edited_at,
+        "versions": versions.into_iter().map(view::version).collect::<Vec<_>>(),
+    })))
+}

@@ -102,6 +102,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
         web::get().to(conversations::messages),
     )
     .route(
+        "/v1/conversations/{id}/messages/{seq}/versions",
+        web::get().to(conversations::versions),
+    )
+    .route(
         "/v1/conversations/{id}/settings",
         web::put().to(conversations::set_settings),
     )

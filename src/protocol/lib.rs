@@ -4,6 +4,9 @@
 //! parse and print exactly the same frames. It does no I/O and depends only on serde, so it can
 //! be shared without dragging the server along. The contract it encodes is `docs/protocol.md`.
 
+mod http;
+pub use http::*;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -146,6 +149,26 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
+    /// v1.1: the sender replaces the text and/or meta of a message (an absent field stays as
+    /// it is). Answered with an `ack` (`seq` is the edited message's).
+    Edit {
+        id: String,
+        conversation_id: String,
+        seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meta: Option<Value>,
+    },
+    /// v1.1: adds (or, with `remove`, takes back) the user's reaction `emoji` to a message.
+    React {
+        id: String,
+        conversation_id: String,
+        seq: u64,
+        emoji: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        remove: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -161,6 +184,35 @@ pub struct SendFrame {
     pub attachments: Vec<AttachmentRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Value>,
+    /// v1.1: the seq of the message this one replies to (in the same conversation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+}
+
+/// v1.1: what a reply shows of the message it answers, built by the server when the reply
+/// is read, so a later edit or retraction of the quoted message shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quote {
+    pub seq: u64,
+    pub sender_id: String,
+    /// The start of the quoted text (at most 200 characters, cut at a character boundary).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// How many attachments the quoted message has.
+    #[serde(default)]
+    pub attachments: u32,
+    /// The quoted message was retracted (nothing else is shown), or is not visible to the
+    /// reader (hidden, or from before the reader joined).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// v1.1: how many users reacted to a message with one emoji, and whether the reader did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReactionSummary {
+    pub emoji: String,
+    pub count: u32,
+    pub me: bool,
 }
 
 /// A stored message as clients see it (the `message` frame without its tag, and the element of
@@ -184,6 +236,17 @@ pub struct Message {
     /// that a page never shows a gap in `seq`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// v1.1: when the text or meta shown last changed (an edited message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+    /// v1.1: the seq this message replies to, and what it shows of that message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<Quote>,
+    /// v1.1: reactions, most used first (in pages and `sync`; a live `message` has none yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,6 +296,23 @@ pub enum ServerFrame {
         seq: u64,
         scope: DeleteScope,
         by: String,
+    },
+    /// v1.1: a message was edited: its text and meta are now these.
+    Edited {
+        conversation_id: String,
+        seq: u64,
+        text: Option<String>,
+        meta: Option<Value>,
+        edited_at: i64,
+        by: String,
+    },
+    /// v1.1: `user_id` added (`added`) or took back a reaction.
+    Reaction {
+        conversation_id: String,
+        seq: u64,
+        user_id: String,
+        emoji: String,
+        added: bool,
     },
     Typing {
         conversation_id: String,
@@ -334,115 +414,6 @@ pub struct ConversationSummary {
     pub delivered_seq: u64,
     pub read_seq: u64,
     pub unread: u64,
-}
-
-// ---- HTTP bodies ----
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CreateUser {
-    pub username: String,
-    pub password: String,
-    #[serde(default)]
-    pub display_name: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct User {
-    pub user_id: String,
-    pub username: String,
-    #[serde(default)]
-    pub display_name: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CreateSession {
-    pub username: String,
-    pub password: String,
-    #[serde(default)]
-    pub device_name: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SessionToken {
-    pub token: String,
-    pub user_id: String,
-    pub device_id: String,
-    pub expires_at: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CreateConversation {
-    pub kind: ConversationKind,
-    #[serde(default)]
-    pub title: Option<String>,
-    #[serde(default)]
-    pub members: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AddMembers {
-    pub user_ids: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FileInfo {
-    pub file_id: String,
-    pub size: u64,
-    pub content_type: String,
-    pub sha256: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PushTarget {
-    pub provider: String,
-    #[serde(default)]
-    pub token: Option<String>,
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Web Push: the subscription's keys (`PushSubscription.toJSON().keys`).
-    #[serde(default)]
-    pub keys: Option<PushKeys>,
-    /// "full" (sender and text preview) or "id_only" (conversation id and seq); default: the
-    /// server's `push.default_payload`.
-    #[serde(default)]
-    pub payload: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PushKeys {
-    pub p256dh: String,
-    pub auth: String,
-}
-
-/// A device as `GET /v1/devices` lists it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeviceInfo {
-    pub device_id: String,
-    pub name: Option<String>,
-    pub created_at: i64,
-    pub push: Option<PushState>,
-}
-
-/// A device's push target, as the device's user sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PushState {
-    pub provider: String,
-    /// "active", or "disabled" once a provider declared the target dead (register again).
-    pub state: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub registered_at: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    pub code: ErrorCode,
-    pub message: String,
 }
 
 #[cfg(test)]

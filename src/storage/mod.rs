@@ -7,11 +7,13 @@
 //! conditional on `(conversation_id, seq)` being free, which is what keeps `seq` gapless and
 //! unique when ownership of a conversation moves between nodes.
 
+mod events;
 mod push;
 #[cfg(feature = "scylla")]
 pub mod scylla;
 pub mod sqlite;
 
+pub use events::*;
 pub use push::*;
 
 use async_trait::async_trait;
@@ -51,6 +53,7 @@ pub fn payload_hash(conversation_id: &str, m: &NewMessage) -> String {
         m.text.as_deref(),
         m.meta.as_deref(),
         &m.attachments,
+        m.reply_to,
     )
 }
 
@@ -60,6 +63,7 @@ pub fn content_hash(
     text: Option<&str>,
     meta: Option<&str>,
     attachments: &[Attachment],
+    reply_to: Option<u64>,
 ) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -71,12 +75,31 @@ pub fn content_hash(
         h.update(a.file_id.as_bytes());
         h.update([0]);
     }
+    // Absent for messages that reply to nothing, so their hashes stay those of v1.
+    if let Some(r) = reply_to {
+        h.update(format!("reply_to:{r}").as_bytes());
+    }
     hex::encode(&h.finalize()[..16])
+}
+
+/// What an edit's client id was used for: the message and the content asked for.
+pub fn edit_hash(
+    conversation_id: &str,
+    seq: u64,
+    text: Option<&str>,
+    meta: Option<&str>,
+) -> String {
+    content_hash(
+        &format!("edit:{conversation_id}:{seq}"),
+        text,
+        meta,
+        &[],
+        None,
+    )
 }
 
 /// A message's attachments as stored (JSON). A value that does not parse (it never should:
 /// the store wrote it) is logged, and the message is served without them.
-
 pub fn parse_attachments(json: &str) -> Vec<Attachment> {
     serde_json::from_str(json).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "stored attachments unreadable");
@@ -211,6 +234,8 @@ pub struct NewMessage {
     pub attachments: Vec<Attachment>,
     /// The meta object as JSON text.
     pub meta: Option<String>,
+    /// The seq of the message this one replies to (v1.1).
+    pub reply_to: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -248,6 +273,9 @@ pub struct StoredMessage {
     pub deleted: bool,
     /// Who retracted it, for a tombstone.
     pub deleted_by: Option<String>,
+    /// When the latest version replaced the one before (an edited message).
+    pub edited_at: Option<i64>,
+    pub reply_to: Option<u64>,
 }
 
 /// Which way a page of messages is read.
@@ -265,7 +293,7 @@ pub enum CursorUpdate {
         conversation_id: String,
         seq: u64,
     },
-    DeviceRetractions {
+    DeviceEvents {
         device_id: String,
         conversation_id: String,
         event_no: u64,
@@ -289,19 +317,8 @@ pub struct DeviceConversation {
     pub last_seq: u64,
     pub delivered_seq: u64,
     pub read_seq: u64,
-    pub retraction_cursor: u64,
+    pub event_cursor: u64,
     pub joined_seq: u64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Retraction {
-    pub conversation_id: String,
-    pub event_no: u64,
-    pub seq: u64,
-    pub scope: parley_protocol::DeleteScope,
-    pub by_user: String,
-    pub for_user: Option<String>,
-    pub ts: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -407,21 +424,47 @@ pub trait Store: Send + Sync + 'static {
         after: u64,
     ) -> StoreResult<u64>;
 
-    // -- retraction
-    /// Purges the message's text, attachments and meta (a tombstone keeps its seq), drops the
-    /// file grants it carried, and logs the retraction as `event_no`.
-    async fn retract(&self, r: Retraction) -> StoreResult<()>;
+    // -- the event log: retraction, hiding, edits, reactions
+    /// Purges the message's text, attachments and meta (a tombstone keeps its seq), its
+    /// earlier versions, its reactions and the content of its edit events, drops the file
+    /// grants it carried, and logs the retraction as `event_no`.
+    async fn retract(&self, r: MessageEvent) -> StoreResult<()>;
     /// Hides the message for one user and logs the hide as `event_no`.
-    async fn hide(&self, r: Retraction) -> StoreResult<()>;
-    /// Retractions after `after_event` that concern `user_id` (everyone's, and the user's own
+    async fn hide(&self, r: MessageEvent) -> StoreResult<()>;
+    /// Applies an edit (`kind` is `Edit`): keeps the current text and meta as an earlier
+    /// version, stores `content` with `edited_at = ts`, logs the event, and records `key` so
+    /// that a retry is a duplicate. All or nothing.
+    async fn edit(
+        &self,
+        e: MessageEvent,
+        content: EditContent,
+        key: IdemKey,
+    ) -> StoreResult<EditOutcome>;
+    /// Earlier versions of a message, oldest first.
+    async fn message_versions(
+        &self,
+        conversation_id: &str,
+        seq: u64,
+    ) -> StoreResult<Vec<MessageVersion>>;
+    /// Adds or removes `by_user`'s reaction (`kind` is `React`) and logs it, if it changes
+    /// anything; returns whether it did.
+    async fn react(&self, e: MessageEvent) -> StoreResult<bool>;
+    /// The reactions to each of `seqs`, as `viewer` sees them (emojis by count).
+    async fn reactions(
+        &self,
+        conversation_id: &str,
+        seqs: &[u64],
+        viewer: &str,
+    ) -> StoreResult<Vec<(u64, Vec<ReactionCount>)>>;
+    /// Events after `after_event` that concern `user_id` (everyone's, and the user's own
     /// hides), at most `limit`.
-    async fn retractions_since(
+    async fn events_since(
         &self,
         conversation_id: &str,
         user_id: &str,
         after_event: u64,
         limit: u32,
-    ) -> StoreResult<Vec<Retraction>>;
+    ) -> StoreResult<Vec<MessageEvent>>;
     /// Seqs in `after < seq < before` hidden for the user.
     async fn hidden_seqs(
         &self,

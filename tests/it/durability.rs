@@ -183,7 +183,10 @@ fn migrate_applies_the_schema_once() {
         .strip_prefix("sqlite schema at version ")
         .and_then(|r| r.split_whitespace().next())
         .expect("a version");
-    assert!(first.contains(&format!("version {latest} (was 0)")), "{first}");
+    assert!(
+        first.contains(&format!("version {latest} (was 0)")),
+        "{first}"
+    );
     assert!(latest.parse::<u32>().unwrap() >= 3, "{first}");
     let second = run();
     assert!(

@@ -9,7 +9,7 @@
  * `read` from ever running ahead of what the device holds. A UI only binds to its events.
  *
  * Events (`client.on(type, fn)`): status, ready, synced, message, deleted, ack, send-failed,
- * receipt, typing, presence, conversation, gap, error, unauthorized.
+ * receipt, typing, presence, conversation, gap, error, unauthorized; v1.1: edited, reaction.
  */
 import { Emitter } from './emitter.js';
 import { ParleyApi, ParleyError } from './http.js';
@@ -127,10 +127,10 @@ export class ParleyClient extends Emitter {
   /**
    * Queues a message: persisted first, then sent now if connected, or on every reconnect until
    * it is acknowledged (`ack` event, same `id`) or refused for good (`send-failed` event).
-   * @param {{conversationId?: string, to?: string, text?: string, attachments?: {file_id: string}[], meta?: object}} message
+   * @param {{conversationId?: string, to?: string, text?: string, attachments?: {file_id: string}[], meta?: object, replyTo?: number}} message
    * @returns {Promise<object>} the outbox entry (its `id` is the client id)
    */
-  async send({ conversationId, to, text, attachments, meta }) {
+  async send({ conversationId, to, text, attachments, meta, replyTo }) {
     if (!conversationId === !to) throw new TypeError('send needs exactly one of conversationId and to');
     const frame = { id: newClientId() };
     if (conversationId) frame.conversation_id = conversationId;
@@ -138,6 +138,7 @@ export class ParleyClient extends Emitter {
     if (text != null) frame.text = text;
     if (attachments?.length) frame.attachments = attachments; // as given; only file_id goes out
     if (meta != null) frame.meta = meta;
+    if (replyTo != null) frame.reply_to = replyTo; // v1.1: the server adds a `quote`
     const entry = await this.#outbox.add(frame);
     this.#transmit(entry);
     return entry;
@@ -197,6 +198,29 @@ export class ParleyClient extends Emitter {
     const ack = await this.#request({ type: 'delete', conversation_id: conversationId, seq, scope });
     if (scope === 'me') this.emit('deleted', { conversation_id: conversationId, seq, scope, by: this.userId });
     return ack;
+  }
+
+  /**
+   * v1.1: replaces the text and/or meta of one of the user's messages (an absent field stays).
+   * Resolves to the ack; every device of every member gets an `edited` event.
+   */
+  async edit(conversationId, seq, { text, meta } = {}) {
+    if (!this.#ready) throw new ParleyError('unavailable', 'not connected');
+    const frame = { type: 'edit', conversation_id: conversationId, seq };
+    if (text != null) frame.text = text;
+    if (meta != null) frame.meta = meta;
+    return this.#request(frame);
+  }
+
+  /**
+   * v1.1: adds (or with `remove`, takes back) the user's reaction to a message. Resolves to the
+   * ack (`duplicate` when nothing changed); members get a `reaction` event.
+   */
+  async react(conversationId, seq, emoji, { remove = false } = {}) {
+    if (!this.#ready) throw new ParleyError('unavailable', 'not connected');
+    const frame = { type: 'react', conversation_id: conversationId, seq, emoji };
+    if (remove) frame.remove = true;
+    return this.#request(frame);
   }
 
   // ---- connection lifecycle
@@ -300,6 +324,8 @@ export class ParleyClient extends Emitter {
         this.presence.set(f.user_id, { online: f.online, last_seen: f.last_seen });
         return this.emit('presence', f);
       case 'typing': return this.emit('typing', f);
+      case 'edited': return this.emit('edited', f);
+      case 'reaction': return this.emit('reaction', f);
       default: return undefined; // a newer server's frame: ignore, as the protocol allows
     }
   }

@@ -3,7 +3,9 @@
 //! before durability).
 
 use super::{Answer, ConvActor, Phase};
-use crate::domain::{AckInfo, ConvReply, Submit};
+use crate::actors::core::Stored;
+use crate::domain::broadcast::QuoteInfo;
+use crate::domain::{view, AckInfo, ConvReply, Submit};
 use crate::error::ApiError;
 use crate::ids::{new_id, now_ms};
 use crate::storage::{AppendOutcome, NewMessage, StoreError};
@@ -14,8 +16,12 @@ use std::time::Instant;
 /// How many recent (seq, sender) pairs are kept to route receipts without a store read.
 const RECENT_SENDERS: usize = 4096;
 
+/// A send in a commit: when it arrived, where its answer goes, its quote.
+type Waiter = (Instant, Answer, Option<QuoteInfo>);
+
 pub(super) struct Pending {
     msg: NewMessage,
+    quote: Option<QuoteInfo>,
     arrived: Instant,
     pub(super) answer: Answer,
 }
@@ -28,15 +34,52 @@ impl ConvActor {
         answer: Answer,
         ctx: &mut Context<Self>,
     ) {
-        if let Err(e) = self.member(&s.by.user_id) {
-            return answer.send(&self.core, Err(e));
-        }
+        let last_seq = match self.member(&s.by.user_id) {
+            Ok((st, _)) => st.last_seq,
+            Err(e) => return answer.send(&self.core, Err(e)),
+        };
         if self.core.is_shutting_down() {
             return answer.send(
                 &self.core,
                 Err(ApiError::unavailable("server is restarting")),
             );
         }
+        let Some(reply_to) = s.reply_to else {
+            return self.queue_send(s, None, arrived, answer, ctx);
+        };
+        if reply_to > last_seq {
+            return answer.send(
+                &self.core,
+                Err(ApiError::not_found("reply_to: no such message")),
+            );
+        }
+        // `wait`: sends behind this one stay behind it. Only replies pay for the read.
+        let core = self.core.clone();
+        let conv = self.id.clone();
+        ctx.wait(
+            async move { core.store.message(&conv, reply_to).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
+                    Ok(Some(quoted)) => {
+                        act.queue_send(s, Some(view::quote(&quoted)), arrived, answer, ctx)
+                    }
+                    Ok(None) => answer.send(
+                        &act.core,
+                        Err(ApiError::not_found("reply_to: no such message")),
+                    ),
+                    Err(e) => answer.send(&act.core, Err(e.into())),
+                }),
+        );
+    }
+
+    fn queue_send(
+        &mut self,
+        s: Submit,
+        quote: Option<QuoteInfo>,
+        arrived: Instant,
+        answer: Answer,
+        ctx: &mut Context<Self>,
+    ) {
         self.pending.push(Pending {
             msg: NewMessage {
                 message_id: new_id(),
@@ -47,7 +90,9 @@ impl ConvActor {
                 text: s.text,
                 attachments: s.attachments,
                 meta: s.meta,
+                reply_to: s.reply_to,
             },
+            quote,
             arrived,
             answer,
         });
@@ -67,10 +112,10 @@ impl ConvActor {
         };
         let first_seq = state.last_seq + 1;
         let take = self.pending.len().min(self.core.config.storage.max_batch);
-        let (msgs, waiters): (Vec<NewMessage>, Vec<(Instant, Answer)>) = self
+        let (msgs, waiters): (Vec<NewMessage>, Vec<Waiter>) = self
             .pending
             .drain(..take)
-            .map(|p| (p.msg, (p.arrived, p.answer)))
+            .map(|p| (p.msg, (p.arrived, p.answer, p.quote)))
             .unzip();
         // Shared with the store: the content is not copied for the commit.
         let batch: Arc<[NewMessage]> = msgs.into();
@@ -99,11 +144,13 @@ impl ConvActor {
     fn committed(
         &mut self,
         batch: &[NewMessage],
-        waiters: Vec<(Instant, Answer)>,
+        waiters: Vec<Waiter>,
         outcomes: Vec<AppendOutcome>,
     ) {
-        let mut stored: Vec<(u64, usize)> = Vec::with_capacity(batch.len());
-        for (i, ((arrived, answer), outcome)) in waiters.into_iter().zip(outcomes).enumerate() {
+        let mut stored: Vec<Stored> = Vec::with_capacity(batch.len());
+        for (i, ((arrived, answer, quote), outcome)) in
+            waiters.into_iter().zip(outcomes).enumerate()
+        {
             let msg = &batch[i];
             let ack = match outcome {
                 AppendOutcome::Reused {
@@ -138,7 +185,11 @@ impl ConvActor {
                     if self.recent.len() > RECENT_SENDERS {
                         self.recent.pop_front();
                     }
-                    stored.push((seq, i));
+                    stored.push(Stored {
+                        seq,
+                        index: i,
+                        quote,
+                    });
                     AckInfo {
                         id: msg.client_id.clone(),
                         conversation_id: self.id.to_string(),
@@ -164,12 +215,7 @@ impl ConvActor {
     /// Nothing of the batch was stored: its senders get `unavailable` and retry with the same
     /// ids. A conflict means another writer appended (another owner during a hand-off): the
     /// counter is reloaded from storage.
-    fn commit_failed(
-        &mut self,
-        e: StoreError,
-        waiters: Vec<(Instant, Answer)>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn commit_failed(&mut self, e: StoreError, waiters: Vec<Waiter>, ctx: &mut Context<Self>) {
         let why = if let StoreError::Conflict(_) = e {
             tracing::warn!(conversation = %self.id, error = %e, "append conflict; reloading");
             self.phase = Phase::Loading;
@@ -179,7 +225,7 @@ impl ConvActor {
             tracing::warn!(conversation = %self.id, error = %e, batch = waiters.len(), "commit failed");
             "storage unavailable, retry"
         };
-        for (_, answer) in waiters {
+        for (_, answer, _) in waiters {
             answer.send(&self.core, Err(ApiError::unavailable(why)));
         }
     }

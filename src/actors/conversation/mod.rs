@@ -5,14 +5,17 @@
 //! batch is being committed wait and go into the next batch, so a busy group commits many
 //! messages per fsync. After the commit it answers each sender (the ack) and fans each message
 //! out. It also owns the members' receipt positions (`receipts`), so that a receipt is
-//! computed in one place and never moves backwards, and the member list (`members`) and the
-//! retraction log counter (`retraction`).
+//! computed in one place and never moves backwards, the member list (`members`), and the
+//! event log (`events`: retraction and hiding in `retraction`, edits and reactions in
+//! `edits`).
 //!
 //! Every operation arrives as one `Envelope` holding a `ConvRequest`, from this node or
 //! forwarded from another: `handle` below is the one dispatch, and each operation's handler
 //! ends by calling `Answer::send` with its result.
 
 mod commit;
+mod edits;
+mod events;
 mod members;
 mod receipts;
 mod retraction;
@@ -59,6 +62,9 @@ pub struct ConvActor {
     /// A push scheduling run is in flight / another is needed after it (`notify_push`).
     notifying: bool,
     notify_again: bool,
+    /// Event writes waiting for their turn, and whether one is being written (`events`).
+    events: VecDeque<events::EventWrite>,
+    event_writing: bool,
 }
 
 /// Where the result of one request goes: its reply channel, or (for fire-and-forget
@@ -110,6 +116,8 @@ impl ConvActor {
             relinquished: false,
             notifying: false,
             notify_again: false,
+            events: VecDeque::new(),
+            event_writing: false,
         }
     }
 
@@ -157,8 +165,9 @@ impl ConvActor {
                         act.core.conversations.remove_if(&act.id, act.generation);
                         ctx.run_later(Duration::from_millis(500), |_, ctx| ctx.stop());
                     } else {
-                        // Sends that arrived during a reload (after a conflict) go now.
+                        // Sends and events that arrived during a reload (after a conflict) go now.
                         act.start_commit(ctx);
+                        act.next_event(ctx);
                     }
                 }),
         );
@@ -174,7 +183,8 @@ impl Actor for ConvActor {
         self.load(ctx);
         let idle = Duration::from_secs(self.core.config.actors.conversation_idle_secs.max(1));
         ctx.run_interval(idle.min(Duration::from_secs(30)), move |act, ctx| {
-            if !act.committing && act.pending.is_empty() && act.last_activity.elapsed() >= idle {
+            let idle_now = !act.committing && act.pending.is_empty() && act.events_idle();
+            if idle_now && act.last_activity.elapsed() >= idle {
                 act.core.conversations.remove_if(&act.id, act.generation);
                 ctx.stop();
             }
@@ -209,6 +219,40 @@ impl Handler<Envelope> for ConvActor {
                 self.delete(by, id, seq, scope, answer, ctx)
             }
             ConvRequest::Typing { by, .. } => self.typing(&by, answer),
+            ConvRequest::Edit {
+                by,
+                id,
+                seq,
+                text,
+                meta,
+            } => self.edit(
+                edits::EditRequest {
+                    by,
+                    id,
+                    seq,
+                    text,
+                    meta,
+                },
+                answer,
+                ctx,
+            ),
+            ConvRequest::React {
+                by,
+                id,
+                seq,
+                emoji,
+                added,
+            } => self.react(
+                edits::ReactRequest {
+                    by,
+                    id,
+                    seq,
+                    emoji,
+                    added,
+                },
+                answer,
+                ctx,
+            ),
 
             ConvRequest::AddMembers { by, user_ids } => self.add_members(by, user_ids, answer, ctx),
             ConvRequest::RemoveMember { by, user_id } => {

@@ -1,14 +1,14 @@
 //! `delete`: retraction for everyone (the content is purged from storage, with any blob no
-//! one else uses) and hiding for oneself. Each is logged as an event of the conversation's
-//! retraction log (the actor owns its counter), which `sync` replays to devices that already
+//! one else uses, its earlier versions and its reactions) and hiding for oneself. Each is an
+//! event of the conversation's log (`events`), which `sync` replays to devices that already
 //! hold the message.
 
+use super::events::{Audience, Then};
 use super::{Answer, ConvActor};
-use crate::domain::broadcast::Devices;
 use crate::domain::{rules, view, AckInfo, Caller, ConvReply};
 use crate::error::ApiError;
 use crate::ids::now_ms;
-use crate::storage::{Retraction, StoreResult, StoredMessage};
+use crate::storage::{EventKind, MessageEvent, StoreResult, StoredMessage};
 use actix::prelude::*;
 use parley_protocol::DeleteScope;
 
@@ -22,7 +22,22 @@ impl ConvActor {
         answer: Answer,
         ctx: &mut Context<Self>,
     ) {
-        let last_seq = match self.member(&by.user_id) {
+        self.with_message(seq, answer, ctx, move |act, msg, answer, ctx| {
+            act.retract_or_hide(by, id, msg, scope, answer, ctx)
+        });
+    }
+
+    /// Reads the message at `seq` (after checking the caller's membership and that it
+    /// exists), then goes on with `next`. `wait`: the operation is numbered in the order it
+    /// arrived.
+    pub(super) fn with_message(
+        &mut self,
+        seq: u64,
+        answer: Answer,
+        ctx: &mut Context<Self>,
+        next: impl FnOnce(&mut Self, StoredMessage, Answer, &mut Context<Self>) + 'static,
+    ) {
+        let last_seq = match self.member(&answer.by.user_id) {
             Ok((st, _)) => st.last_seq,
             Err(e) => return answer.send(&self.core, Err(e)),
         };
@@ -35,14 +50,14 @@ impl ConvActor {
             async move { core.store.message(&conv, seq).await }
                 .into_actor(self)
                 .map(move |res, act, ctx| match res {
-                    Ok(Some(msg)) => act.retract_or_hide(by, id, msg, scope, answer, ctx),
+                    Ok(Some(msg)) => next(act, msg, answer, ctx),
                     Ok(None) => answer.send(&act.core, Err(ApiError::not_found("no such message"))),
                     Err(e) => answer.send(&act.core, Err(e.into())),
                 }),
         );
     }
 
-    /// Checks the permission, numbers the event and writes it.
+    /// Checks the permission, numbers the event and queues its write.
     fn retract_or_hide(
         &mut self,
         by: Caller,
@@ -73,62 +88,57 @@ impl ConvActor {
         if ack.duplicate {
             return answer.send(&self.core, Ok(ConvReply::Ack(ack)));
         }
-        let conversation_id = self.id.to_string();
-        let Some(state) = self.state_mut() else {
-            return answer.send(&self.core, Err(ApiError::unavailable("retry")));
-        };
-        state.last_event_no += 1;
-        let r = Retraction {
-            conversation_id,
-            event_no: state.last_event_no,
-            seq: msg.seq,
-            scope,
-            by_user: by.user_id.clone(),
-            for_user: (scope == DeleteScope::Me).then(|| by.user_id.clone()),
-            ts: now,
-        };
         let files: Vec<String> = msg.attachments.iter().map(|a| a.file_id.clone()).collect();
         let core = self.core.clone();
-        let event = r.clone();
-        ctx.spawn(
-            async move { write(&core, event, files).await }
-                .into_actor(self)
-                .map(move |res, act, _| match res {
-                    Ok(()) => {
-                        act.notify(&r, &by);
-                        answer.send(&act.core, Ok(ConvReply::Ack(ack)));
-                    }
-                    Err(e) => answer.send(&act.core, Err(e.into())),
-                }),
+        let conversation_id = self.id.to_string();
+        self.queue_event(
+            Box::new(move |event_no| {
+                let e = MessageEvent {
+                    conversation_id,
+                    event_no,
+                    seq: msg.seq,
+                    kind: match scope {
+                        DeleteScope::Everyone => EventKind::Retract,
+                        DeleteScope::Me => EventKind::Hide,
+                    },
+                    by_user: by.user_id.clone(),
+                    for_user: (scope == DeleteScope::Me).then(|| by.user_id.clone()),
+                    ts: now,
+                };
+                Box::pin(async move {
+                    let res = write(&core, e.clone(), files).await;
+                    Box::new(
+                        move |act: &mut ConvActor, _: &mut Context<ConvActor>| match res {
+                            Ok(()) => {
+                                let frame =
+                                    view::deleted(&e.conversation_id, e.seq, scope, &e.by_user);
+                                let to = match scope {
+                                    DeleteScope::Everyone => Audience::Members,
+                                    DeleteScope::Me => Audience::OwnDevices {
+                                        user: by.user_id.clone(),
+                                        except: by.device_id.clone(),
+                                    },
+                                };
+                                act.tell_event(&e, &frame, to);
+                                answer.send(&act.core, Ok(ConvReply::Ack(ack)));
+                            }
+                            // The number is not given back: the write may have got as far as the log.
+                            Err(err) => answer.send(&act.core, Err(err.into())),
+                        },
+                    ) as Then
+                })
+            }),
+            ctx,
         );
-    }
-
-    /// Tells every member's devices (a retraction) or the user's other devices (a hide).
-    fn notify(&self, r: &Retraction, by: &Caller) {
-        let frame = view::deleted(&r.conversation_id, r.seq, r.scope, &r.by_user);
-        match r.scope {
-            DeleteScope::Everyone => {
-                if let Ok(st) = self.state() {
-                    let members: Vec<&str> =
-                        st.members.iter().map(|m| m.user_id.as_str()).collect();
-                    self.core.send_frame(&members, &frame, Devices::All);
-                }
-            }
-            DeleteScope::Me => self.core.send_frame(
-                &[&by.user_id],
-                &frame,
-                Devices::Except(by.device_id.clone()),
-            ),
-        }
     }
 }
 
 /// Stores the event; for a retraction, then unlinks the blobs of its files that nothing else
 /// uses. A failed unlink leaves an unreferenced blob (logged), never a broken reference.
-async fn write(core: &crate::actors::Core, r: Retraction, files: Vec<String>) -> StoreResult<()> {
-    match r.scope {
-        DeleteScope::Everyone => core.store.retract(r).await?,
-        DeleteScope::Me => return core.store.hide(r).await,
+async fn write(core: &crate::actors::Core, e: MessageEvent, files: Vec<String>) -> StoreResult<()> {
+    match e.kind {
+        EventKind::Hide => return core.store.hide(e).await,
+        _ => core.store.retract(e).await?,
     }
     if files.is_empty() {
         return Ok(());

@@ -11,7 +11,7 @@ use crate::config::Limits;
 use crate::domain::{reads, rules, view, Caller, ConvRequest, Submit};
 use crate::error::ApiError;
 use actix::prelude::*;
-use parley_protocol::{close, Attachment, ClientFrame, DeleteScope, ReceiptKind, SendFrame};
+use parley_protocol::{close, Attachment, ClientFrame, ReceiptKind, SendFrame};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,7 +53,9 @@ fn frame_id(f: &ClientFrame) -> Option<String> {
         ClientFrame::Send(s) => Some(s.id.clone()),
         ClientFrame::Sync { id, .. }
         | ClientFrame::History { id, .. }
-        | ClientFrame::Delete { id, .. } => Some(id.clone()),
+        | ClientFrame::Delete { id, .. }
+        | ClientFrame::Edit { id, .. }
+        | ClientFrame::React { id, .. } => Some(id.clone()),
         ClientFrame::Received { id, .. }
         | ClientFrame::Read { id, .. }
         | ClientFrame::Typing { id, .. } => id.clone(),
@@ -95,6 +97,11 @@ impl SessionActor {
         let Some(by) = self.caller() else {
             return self.before_auth(frame, ctx);
         };
+        self.dispatch(frame, by, ctx);
+    }
+
+    /// One handler per frame type.
+    fn dispatch(&mut self, frame: ClientFrame, by: Caller, ctx: &mut Context<Self>) {
         match frame {
             ClientFrame::Auth { .. } => {
                 self.send_error(None, ApiError::bad_request("already authenticated"), ctx)
@@ -122,12 +129,72 @@ impl SessionActor {
                 conversation_id,
                 seq,
                 scope,
-            } => self.on_delete(id, conversation_id, seq, scope, by, ctx),
+            } => {
+                let request = ConvRequest::Delete {
+                    by,
+                    id: id.clone(),
+                    seq,
+                    scope,
+                };
+                self.ask_for_ack(id, conversation_id, request, ctx)
+            }
             ClientFrame::Typing {
                 conversation_id,
                 id,
             } => self.on_typing(conversation_id, id, by),
+            ClientFrame::Edit {
+                id,
+                conversation_id,
+                seq,
+                text,
+                meta,
+            } => self.on_edit(id, conversation_id, seq, text, meta, by, ctx),
+            ClientFrame::React {
+                id,
+                conversation_id,
+                seq,
+                emoji,
+                remove,
+            } => {
+                if let Err(e) = rules::client_id(&self.core.config.limits, &id) {
+                    return self.send_error(Some(id), e, ctx);
+                }
+                let request = ConvRequest::React {
+                    by,
+                    id: id.clone(),
+                    seq,
+                    emoji,
+                    added: !remove,
+                };
+                self.ask_for_ack(id, conversation_id, request, ctx)
+            }
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_edit(
+        &mut self,
+        id: String,
+        conversation_id: String,
+        seq: u64,
+        text: Option<String>,
+        meta: Option<serde_json::Value>,
+        by: Caller,
+        ctx: &mut Context<Self>,
+    ) {
+        let limits = &self.core.config.limits;
+        let meta = match rules::edit_frame(limits, &id, text.as_deref(), &meta) {
+            Ok(m) => m,
+            Err(e) => return self.send_error(Some(id), e, ctx),
+        };
+        let request = ConvRequest::Edit {
+            by,
+            id: id.clone(),
+            seq,
+            text,
+            meta,
+        };
+        self.ask_for_ack(id, conversation_id, request, ctx)
     }
 
     fn malformed(&mut self, text: &str, e: serde_json::Error, ctx: &mut Context<Self>) {
@@ -176,6 +243,7 @@ impl SessionActor {
                     text: f.text,
                     attachments,
                     meta,
+                    reply_to: f.reply_to,
                 });
                 ask(&core, &conv_id, request).await?.into_ack()
             }
@@ -183,13 +251,15 @@ impl SessionActor {
             .map(move |res, act, ctx| match res {
                 Ok(ack) => {
                     // The ack stands for the message on the sending device.
-                    if let Some(pos) = act.convs.get_mut(ack.conversation_id.as_str()) {
+                    let conv = ack.conversation_id.clone();
+                    if let Some(pos) = act.convs.get_mut(conv.as_str()) {
                         if ack.seq == pos.pushed + 1 {
                             pos.pushed = ack.seq;
                         }
                         pos.latest = pos.latest.max(ack.seq);
                     }
                     act.enqueue(view::ack(ack), ctx);
+                    act.release_events(&conv, ctx);
                 }
                 Err(e) => act.send_error(Some(id), e, ctx),
             }),
@@ -210,7 +280,7 @@ impl SessionActor {
                 pos.read = pos.read.max(seq);
             }
         }
-        self.commit_retractions(Some(&conversation_id), &by.device_id);
+        self.commit_events(Some(&conversation_id), &by.device_id);
         route(
             &self.core,
             &conversation_id,
@@ -248,24 +318,21 @@ impl SessionActor {
         );
     }
 
-    fn on_delete(
+    /// An operation answered with an `ack` (delete, edit, react), or an error with its id.
+    fn ask_for_ack(
         &mut self,
         id: String,
         conversation_id: String,
-        seq: u64,
-        scope: DeleteScope,
-        by: Caller,
+        request: ConvRequest,
         ctx: &mut Context<Self>,
     ) {
         let core = self.core.clone();
-        let rid = id.clone();
-        let request = ConvRequest::Delete { by, id, seq, scope };
         ctx.spawn(
             async move { ask(&core, &conversation_id, request).await?.into_ack() }
                 .into_actor(self)
                 .map(move |res, act, ctx| match res {
                     Ok(ack) => act.enqueue(view::ack(ack), ctx),
-                    Err(e) => act.send_error(Some(rid), e, ctx),
+                    Err(e) => act.send_error(Some(id), e, ctx),
                 }),
         );
     }

@@ -8,9 +8,11 @@
 //! The parts: `connect` (authentication, `ready`, presence), `inbound` (frames from the
 //! client: parsing, the rate limit, one handler per frame type), `outbound` (the bounded
 //! queue to the socket and the slow-consumer rule), `repair` (gap repair, refresh and `sync`
-//! pages). This file holds the state and the actor's event handlers.
+//! pages), `events` (live events of the conversation log, held until the device has their
+//! message). This file holds the state and the actor's event handlers.
 
 mod connect;
+mod events;
 mod inbound;
 mod outbound;
 mod repair;
@@ -57,6 +59,8 @@ pub struct SessionActor {
     paging_until: Option<Instant>,
     /// Conversations whose catch-up waits for the socket to drain before its next page.
     repair_after_drain: Vec<Arc<str>>,
+    /// Live events whose message the device does not hold yet (`events`).
+    held: events::HeldEvents,
 }
 
 impl SessionActor {
@@ -84,6 +88,7 @@ impl SessionActor {
             refresh_again: false,
             paging_until: None,
             repair_after_drain: Vec::new(),
+            held: events::HeldEvents::default(),
         }
     }
 
@@ -125,6 +130,7 @@ impl SessionActor {
         if seq == pos.pushed + 1 && !pos.catching_up {
             pos.pushed = seq;
             self.enqueue(frame, ctx);
+            self.release_events(&conversation_id, ctx);
         } else if !self.paging() {
             self.catch_up(conversation_id, ctx);
         }
@@ -230,6 +236,7 @@ impl Handler<ToSession> for SessionActor {
                 frame,
             } => self.on_message(conversation_id, seq, frame, ctx),
             ToSession::Frame(f) => self.enqueue(f, ctx),
+            ToSession::Event { event, frame } => self.on_event(event, frame, ctx),
             ToSession::Conversation {
                 event,
                 conversation,

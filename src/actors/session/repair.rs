@@ -56,6 +56,7 @@ impl SessionActor {
                     for f in frames {
                         act.enqueue(f, ctx);
                     }
+                    act.release_events(&conv, ctx);
                     // One page at a time: the next once the socket has taken this one, so a
                     // device on a slow link gets bounded bursts (and the slow-consumer rule
                     // judges it on what it was actually sent).
@@ -143,7 +144,7 @@ impl SessionActor {
         by: Caller,
         ctx: &mut Context<Self>,
     ) {
-        self.commit_retractions(None, &by.device_id);
+        self.commit_events(None, &by.device_id);
         let l = &self.core.config.limits;
         let limit = limit.unwrap_or(l.default_page).clamp(1, l.max_page);
         let known: HashMap<Arc<str>, Position> = self.convs.clone();
@@ -156,13 +157,18 @@ impl SessionActor {
             .into_actor(self)
             .map(move |res, act, ctx| match res {
                 Ok(page) => {
+                    let mut convs = Vec::with_capacity(page.positions.len());
                     for (conv, pos) in page.positions {
-                        let e = act.convs.entry(conv).or_default();
+                        let e = act.convs.entry(conv.clone()).or_default();
                         let catching_up = e.catching_up;
                         *e = Position { catching_up, ..pos };
+                        convs.push(conv);
                     }
                     for f in page.frames {
                         act.enqueue(f, ctx);
+                    }
+                    for conv in convs {
+                        act.release_events(&conv, ctx);
                     }
                     // A client with more to page is left to page: 30 s without its next
                     // request, and the server repairs gaps again.
@@ -176,26 +182,26 @@ impl SessionActor {
         );
     }
 
-    /// Stores the retraction-log position that earlier sync pages reached (the client has
-    /// moved on, so it processed them).
-    pub(super) fn commit_retractions(&mut self, only: Option<&str>, device: &str) {
+    /// Stores the event-log position that the device was sent up to (the client has moved
+    /// on, so it processed those events).
+    pub(super) fn commit_events(&mut self, only: Option<&str>, device: &str) {
         let mut updates = Vec::new();
         for (conv, pos) in self.convs.iter_mut() {
-            if only.is_some_and(|o| o != &**conv) || pos.retraction_sent <= pos.retraction_cursor {
+            if only.is_some_and(|o| o != &**conv) || pos.event_sent <= pos.event_cursor {
                 continue;
             }
-            pos.retraction_cursor = pos.retraction_sent;
-            updates.push(CursorUpdate::DeviceRetractions {
+            pos.event_cursor = pos.event_sent;
+            updates.push(CursorUpdate::DeviceEvents {
                 device_id: device.to_string(),
                 conversation_id: conv.to_string(),
-                event_no: pos.retraction_sent,
+                event_no: pos.event_sent,
             });
         }
         if !updates.is_empty() {
             let core = self.core.clone();
             actix::spawn(async move {
                 if let Err(e) = core.store.advance_cursors(updates).await {
-                    tracing::warn!(error = %e, "retraction cursor update failed");
+                    tracing::warn!(error = %e, "event cursor update failed");
                 }
             });
         }

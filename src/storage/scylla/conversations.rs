@@ -2,7 +2,7 @@
 //! of its conversations.
 
 use super::rows::{ConversationCols, DeviceCursorCols, MemberCols};
-use super::{bigint, cql, messages, retractions, users, ScyllaStore};
+use super::{bigint, cql, events, messages, users, ScyllaStore};
 use crate::storage::{
     ConversationRow, ConversationState, CreateOutcome, DeviceConversation, MemberRow, Role,
     StoreError, StoreResult,
@@ -49,7 +49,7 @@ pub(super) async fn member(
 
 /// Gives each device of `user_id` a cursor at `seq` in the conversation.
 async fn set_device_cursors(s: &ScyllaStore, id: &str, user_id: &str, seq: u64) -> StoreResult<()> {
-    let events = retractions::last_event(s, id).await?;
+    let events = events::last_event(s, id).await?;
     for device in users::device_ids_of_user(s, user_id).await? {
         s.exec(
             &cql::SET_DEVICE_CURSOR,
@@ -119,7 +119,7 @@ pub(super) async fn load(s: &ScyllaStore, id: &str) -> StoreResult<Option<Conver
     let members = members_of(s, id).await?;
     // A new owner continues from the stored maximum, repairing what a dead writer left.
     let last_seq = messages::last_seq(s, id, true).await?;
-    let last_event_no = retractions::last_event(s, id).await?;
+    let last_event_no = events::last_event(s, id).await?;
     Ok(Some(ConversationState {
         row,
         members,
@@ -195,7 +195,7 @@ pub(super) async fn of_device(
             conversation_id: conv,
             delivered_seq: delivered,
             read_seq: m.read_seq,
-            retraction_cursor: retractions,
+            event_cursor: retractions,
             joined_seq: m.joined_seq,
         });
     }

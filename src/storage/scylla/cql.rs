@@ -76,11 +76,11 @@ stmts! {
 
     // messages
     // conditional: (conversation, seq) is unique whoever writes; one Paxos round per bucket
-    INSERT_MESSAGE = "INSERT INTO messages (conversation_id, bucket, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS", [Text, BigInt, BigInt, Text, Text, Text, Text, BigInt, Text, Text, Text, Boolean];
+    INSERT_MESSAGE = "INSERT INTO messages (conversation_id, bucket, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, reply_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS", [Text, BigInt, BigInt, Text, Text, Text, Text, BigInt, Text, Text, Text, Boolean, BigInt];
     LAST_IN_BUCKET = "SELECT seq FROM messages WHERE conversation_id = ? AND bucket = ? ORDER BY seq DESC LIMIT 1", [Text, BigInt];
-    MESSAGES_ASC = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by FROM messages WHERE conversation_id = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?", [Text, BigInt, BigInt, BigInt, Int];
-    MESSAGES_DESC = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by FROM messages WHERE conversation_id = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?", [Text, BigInt, BigInt, BigInt, Int];
-    MESSAGE = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by FROM messages WHERE conversation_id = ? AND bucket = ? AND seq = ?", [Text, BigInt, BigInt];
+    MESSAGES_ASC = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by, edited_at, reply_to FROM messages WHERE conversation_id = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?", [Text, BigInt, BigInt, BigInt, Int];
+    MESSAGES_DESC = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by, edited_at, reply_to FROM messages WHERE conversation_id = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?", [Text, BigInt, BigInt, BigInt, Int];
+    MESSAGE = "SELECT conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by, edited_at, reply_to FROM messages WHERE conversation_id = ? AND bucket = ? AND seq = ?", [Text, BigInt, BigInt];
     // conditional too: the row was written by an LWT, and a plain write mixed with LWTs on the
     // same row can be ordered before it (its timestamp is not a Paxos ballot) and be lost
     PURGE_MESSAGE = "UPDATE messages SET text = null, attachments = null, meta = null, deleted = ?, deleted_by = ? WHERE conversation_id = ? AND bucket = ? AND seq = ? IF EXISTS", [Boolean, Text, Text, BigInt, BigInt];
@@ -95,16 +95,24 @@ stmts! {
     DEVICE_CURSOR = "SELECT delivered_seq FROM device_cursors WHERE device_id = ? AND conversation_id = ?", [Text, Text];
     SET_DEVICE_CURSOR = "INSERT INTO device_cursors (device_id, conversation_id, delivered_seq, retraction_cursor) VALUES (?, ?, ?, ?)", [Text, Text, BigInt, BigInt];
     ADVANCE_DEVICE_DELIVERED = "UPDATE device_cursors SET delivered_seq = ? WHERE device_id = ? AND conversation_id = ? IF delivered_seq < ?", [BigInt, Text, Text, BigInt];
-    ADVANCE_DEVICE_RETRACTIONS = "UPDATE device_cursors SET retraction_cursor = ? WHERE device_id = ? AND conversation_id = ? IF retraction_cursor < ?", [BigInt, Text, Text, BigInt];
+    ADVANCE_DEVICE_EVENTS = "UPDATE device_cursors SET retraction_cursor = ? WHERE device_id = ? AND conversation_id = ? IF retraction_cursor < ?", [BigInt, Text, Text, BigInt];
     ADVANCE_MEMBER_DELIVERED = "UPDATE members SET delivered_seq = ? WHERE conversation_id = ? AND user_id = ? IF delivered_seq < ?", [BigInt, Text, Text, BigInt];
     ADVANCE_MEMBER_READ = "UPDATE members SET read_seq = ? WHERE conversation_id = ? AND user_id = ? IF read_seq < ?", [BigInt, Text, Text, BigInt];
 
-    // retractions and hides
-    INSERT_RETRACTION = "INSERT INTO retractions (conversation_id, event_no, seq, scope, by_user, for_user, ts) VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS", [Text, BigInt, BigInt, Text, Text, Text, BigInt];
-    LAST_RETRACTION = "SELECT event_no FROM retractions WHERE conversation_id = ? ORDER BY event_no DESC LIMIT 1", [Text];
-    RETRACTIONS_SINCE = "SELECT conversation_id, event_no, seq, scope, by_user, for_user, ts FROM retractions WHERE conversation_id = ? AND event_no > ? LIMIT ?", [Text, BigInt, Int];
+    // the event log (table `retractions`: see schema 004), hides, versions, reactions
+    INSERT_EVENT = "INSERT INTO retractions (conversation_id, event_no, seq, kind, scope, data, by_user, for_user, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS", [Text, BigInt, BigInt, Text, Text, Text, Text, Text, BigInt];
+    LAST_EVENT = "SELECT event_no FROM retractions WHERE conversation_id = ? ORDER BY event_no DESC LIMIT 1", [Text];
+    EVENTS_SINCE = "SELECT conversation_id, event_no, seq, kind, scope, data, by_user, for_user, ts FROM retractions WHERE conversation_id = ? AND event_no > ? LIMIT ?", [Text, BigInt, Int];
     INSERT_HIDDEN = "INSERT INTO hidden (user_id, conversation_id, seq) VALUES (?, ?, ?)", [Text, Text, BigInt];
     HIDDEN_BETWEEN = "SELECT seq FROM hidden WHERE user_id = ? AND conversation_id = ? AND seq > ? AND seq < ?", [Text, Text, BigInt, BigInt];
+    EDIT_MESSAGE = "UPDATE messages SET text = ?, meta = ?, edited_at = ? WHERE conversation_id = ? AND bucket = ? AND seq = ? IF deleted = ?", [Text, Text, BigInt, Text, BigInt, BigInt, Boolean];
+    INSERT_VERSION = "INSERT INTO message_versions (conversation_id, seq, version, text, meta, replaced_at) VALUES (?, ?, ?, ?, ?, ?)", [Text, BigInt, BigInt, Text, Text, BigInt];
+    VERSIONS = "SELECT text, meta, replaced_at FROM message_versions WHERE conversation_id = ? AND seq = ?", [Text, BigInt];
+    DELETE_VERSIONS = "DELETE FROM message_versions WHERE conversation_id = ? AND seq = ?", [Text, BigInt];
+    INSERT_REACTION = "INSERT INTO reactions (conversation_id, bucket, seq, emoji, user_id, ts) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS", [Text, BigInt, BigInt, Text, Text, BigInt];
+    DELETE_REACTION = "DELETE FROM reactions WHERE conversation_id = ? AND bucket = ? AND seq = ? AND emoji = ? AND user_id = ? IF EXISTS", [Text, BigInt, BigInt, Text, Text];
+    DELETE_REACTIONS_OF = "DELETE FROM reactions WHERE conversation_id = ? AND bucket = ? AND seq = ?", [Text, BigInt, BigInt];
+    REACTIONS_BETWEEN = "SELECT seq, emoji, user_id, ts FROM reactions WHERE conversation_id = ? AND bucket = ? AND seq >= ? AND seq <= ?", [Text, BigInt, BigInt, BigInt];
 
     // files
     INSERT_FILE = "INSERT INTO files (file_id, uploader_id, size, content_type, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)", [Text, Text, BigInt, Text, Text, BigInt];
@@ -436,7 +444,8 @@ mod tests {
             None => (rest, None),
         };
         let conds = conditions(clause);
-        require_keys(s, t, &conds, true);
+        // A DELETE may name a whole partition or a clustering prefix (a range).
+        require_keys(s, t, &conds, false);
         binds.extend(bound_types(s, t, &conds));
         if let Some(cond) = cond.filter(|c| *c != "EXISTS") {
             binds.extend(bound_types(s, t, &conditions(cond)));

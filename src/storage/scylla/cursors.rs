@@ -20,12 +20,12 @@ pub(super) async fn advance(s: &ScyllaStore, updates: Vec<CursorUpdate>) -> Stor
                 conversation_id,
                 seq,
             ),
-            CursorUpdate::DeviceRetractions {
+            CursorUpdate::DeviceEvents {
                 device_id,
                 conversation_id,
                 event_no,
             } => (
-                &[&cql::ADVANCE_DEVICE_RETRACTIONS],
+                &[&cql::ADVANCE_DEVICE_EVENTS],
                 device_id,
                 conversation_id,
                 event_no,

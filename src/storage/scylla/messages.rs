@@ -15,7 +15,7 @@
 //! rewrites their idempotency keys, which makes step 3 safe against a crash too.
 
 use super::rows::{IdempotencyCols, MessageCols};
-use super::{applied, bigint, cql, err, retractions, ScyllaStore};
+use super::{applied, bigint, cql, err, events, ScyllaStore};
 use crate::storage::{AppendOutcome, NewMessage, Order, StoreError, StoreResult, StoredMessage};
 use ::scylla::statement::batch::{Batch, BatchType};
 use std::collections::{BTreeSet, HashMap};
@@ -48,7 +48,13 @@ pub(super) async fn last_seq(s: &ScyllaStore, id: &str, repair: bool) -> StoreRe
     if repair && last > head {
         for m in page(s, id, head, last + 1, u32::MAX, Order::Asc).await? {
             let meta = m.meta.as_deref();
-            let hash = crate::storage::content_hash(id, m.text.as_deref(), meta, &m.attachments);
+            let hash = crate::storage::content_hash(
+                id,
+                m.text.as_deref(),
+                meta,
+                &m.attachments,
+                m.reply_to,
+            );
             let key = (m.sender_device_id.as_str(), m.client_id.as_str());
             put_idempotency(s, key, id, m.seq, &m.message_id, m.ts, &hash).await?;
         }
@@ -58,7 +64,7 @@ pub(super) async fn last_seq(s: &ScyllaStore, id: &str, repair: bool) -> StoreRe
 }
 
 /// `key`: (device, client id).
-async fn put_idempotency(
+pub(super) async fn put_idempotency(
     s: &ScyllaStore,
     key: (&str, &str),
     conversation_id: &str,
@@ -176,6 +182,7 @@ async fn insert_bucket(
             attachments,
             m.meta.as_deref(),
             false,
+            m.reply_to.map(bigint),
         ));
     }
     let res = s.session.batch(&b, values).await.map_err(err)?;
@@ -297,7 +304,7 @@ pub(super) async fn count_unread(
     user_id: &str,
     after: u64,
 ) -> StoreResult<u64> {
-    let hidden: BTreeSet<u64> = retractions::hidden_seqs(s, user_id, id, after, u64::MAX)
+    let hidden: BTreeSet<u64> = events::hidden_seqs(s, user_id, id, after, u64::MAX)
         .await?
         .into_iter()
         .collect();

@@ -6,17 +6,17 @@
 //! structs of `rows` (checked against the same catalogue). Reads and writes run at
 //! `scylla_consistency` (LOCAL_QUORUM by default); lightweight transactions at LOCAL_SERIAL.
 //! The statements of each entity are in their own file (`users`, `conversations`,
-//! `messages`, `retractions`, `cursors`, `files`); `messages` says how `append` keeps
+//! `messages`, `events`, `cursors`, `files`); `messages` says how `append` keeps
 //! `(conversation, seq)` unique and gapless without a transaction across partitions.
 
 mod conversations;
 pub mod cql;
 mod cursors;
+mod events;
 mod files;
 mod messages;
 mod migrate;
 mod push;
-mod retractions;
 mod rows;
 mod users;
 
@@ -271,20 +271,42 @@ impl Store for ScyllaStore {
         messages::count_unread(self, id, user_id, after).await
     }
 
-    async fn retract(&self, r: Retraction) -> StoreResult<()> {
-        retractions::retract(self, r).await
+    async fn retract(&self, r: MessageEvent) -> StoreResult<()> {
+        events::retract(self, r).await
     }
-    async fn hide(&self, r: Retraction) -> StoreResult<()> {
-        retractions::hide(self, r).await
+    async fn hide(&self, r: MessageEvent) -> StoreResult<()> {
+        events::hide(self, r).await
     }
-    async fn retractions_since(
+    async fn edit(
+        &self,
+        e: MessageEvent,
+        content: EditContent,
+        key: IdemKey,
+    ) -> StoreResult<EditOutcome> {
+        events::edit(self, e, content, key).await
+    }
+    async fn message_versions(&self, id: &str, seq: u64) -> StoreResult<Vec<MessageVersion>> {
+        events::versions(self, id, seq).await
+    }
+    async fn react(&self, e: MessageEvent) -> StoreResult<bool> {
+        events::react(self, e).await
+    }
+    async fn reactions(
+        &self,
+        id: &str,
+        seqs: &[u64],
+        viewer: &str,
+    ) -> StoreResult<Vec<(u64, Vec<ReactionCount>)>> {
+        events::reactions(self, id, seqs, viewer).await
+    }
+    async fn events_since(
         &self,
         id: &str,
         user_id: &str,
         after_event: u64,
         limit: u32,
-    ) -> StoreResult<Vec<Retraction>> {
-        retractions::since(self, id, user_id, after_event, limit).await
+    ) -> StoreResult<Vec<MessageEvent>> {
+        events::since(self, id, user_id, after_event, limit).await
     }
     async fn hidden_seqs(
         &self,
@@ -293,7 +315,7 @@ impl Store for ScyllaStore {
         after: u64,
         before: u64,
     ) -> StoreResult<Vec<u64>> {
-        retractions::hidden_seqs(self, user_id, id, after, before).await
+        events::hidden_seqs(self, user_id, id, after, before).await
     }
 
     async fn advance_cursors(&self, updates: Vec<CursorUpdate>) -> StoreResult<()> {

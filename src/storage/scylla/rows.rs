@@ -6,11 +6,11 @@
 //! default), as ScyllaDB returns NULL for any regular column of a row that lacks it.
 
 use super::super::{
-    DeviceRow, FileRow, MemberRow, PushJob, PushKind, PushTargetRow, Retraction, Role,
+    DeviceRow, EventKind, FileRow, MemberRow, MessageEvent, PushJob, PushKind, PushTargetRow, Role,
     StoredMessage, UserRow,
 };
 use ::scylla::DeserializeRow;
-use parley_protocol::{ConversationKind, DeleteScope};
+use parley_protocol::ConversationKind;
 
 macro_rules! row {
     ($(#[$doc:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
@@ -44,6 +44,8 @@ row!(
         meta: Option<String>,
         deleted: bool,
         deleted_by: Option<String>,
+        edited_at: Option<i64>,
+        reply_to: Option<i64>,
     }
 );
 
@@ -65,40 +67,59 @@ impl From<MessageCols> for StoredMessage {
             meta: r.meta,
             deleted: r.deleted,
             deleted_by: r.deleted_by,
+            edited_at: r.edited_at,
+            reply_to: r.reply_to.map(|s| s as u64),
         }
     }
 }
 
 row!(
-    /// `RETRACTIONS_SINCE`.
-    RetractionCols {
+    /// `EVENTS_SINCE`.
+    EventCols {
         conversation_id: String,
         event_no: i64,
         seq: i64,
-        scope: String,
+        kind: Option<String>,
+        scope: Option<String>,
+        data: Option<String>,
         by_user: String,
         for_user: Option<String>,
         ts: i64,
     }
 );
 
-impl From<RetractionCols> for Retraction {
-    fn from(r: RetractionCols) -> Self {
-        Retraction {
+impl From<EventCols> for MessageEvent {
+    fn from(r: EventCols) -> Self {
+        MessageEvent {
             conversation_id: r.conversation_id,
             event_no: r.event_no as u64,
             seq: r.seq as u64,
-            scope: if r.scope == "me" {
-                DeleteScope::Me
-            } else {
-                DeleteScope::Everyone
-            },
+            kind: EventKind::parse(r.kind.as_deref(), r.scope.as_deref(), r.data.as_deref()),
             by_user: r.by_user,
             for_user: r.for_user,
             ts: r.ts,
         }
     }
 }
+
+row!(
+    /// `VERSIONS`.
+    VersionCols {
+        text: Option<String>,
+        meta: Option<String>,
+        replaced_at: i64,
+    }
+);
+
+row!(
+    /// `REACTIONS_BETWEEN`.
+    ReactionCols {
+        seq: i64,
+        emoji: String,
+        user_id: String,
+        ts: i64,
+    }
+);
 
 row!(
     /// `MEMBERS`, `MEMBER`.
@@ -308,7 +329,9 @@ mod tests {
         (&cql::MESSAGES_ASC, MessageCols::COLUMNS),
         (&cql::MESSAGES_DESC, MessageCols::COLUMNS),
         (&cql::MESSAGE, MessageCols::COLUMNS),
-        (&cql::RETRACTIONS_SINCE, RetractionCols::COLUMNS),
+        (&cql::EVENTS_SINCE, EventCols::COLUMNS),
+        (&cql::VERSIONS, VersionCols::COLUMNS),
+        (&cql::REACTIONS_BETWEEN, ReactionCols::COLUMNS),
         (&cql::MEMBERS, MemberCols::COLUMNS),
         (&cql::MEMBER, MemberCols::COLUMNS),
         (&cql::USER_BY_ID, UserCols::COLUMNS),

@@ -68,7 +68,7 @@ pub(super) async fn create_device(s: &ScyllaStore, d: DeviceRow) -> StoreResult<
             .map(|m| m.joined_seq)
             .unwrap_or(0);
         let last = super::messages::last_seq(s, &conv, false).await?;
-        let events = super::retractions::last_event(s, &conv).await?;
+        let events = super::events::last_event(s, &conv).await?;
         s.exec(
             &cql::SET_DEVICE_CURSOR,
             (

@@ -17,9 +17,9 @@ fn init_device_cursors(
     seq: u64,
 ) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "INSERT OR IGNORE INTO device_cursors (device_id, conversation_id, delivered_seq, retraction_cursor)
+        "INSERT OR IGNORE INTO device_cursors (device_id, conversation_id, delivered_seq, event_cursor)
          SELECT device_id, ?1, ?2,
-                COALESCE((SELECT MAX(event_no) FROM retractions WHERE conversation_id = ?1), 0)
+                COALESCE((SELECT MAX(event_no) FROM events WHERE conversation_id = ?1), 0)
          FROM devices WHERE user_id = ?3",
     )?
     .execute(params![conversation_id, int(seq), user_id])?;
@@ -105,9 +105,7 @@ pub(super) fn load(c: &Connection, id: &str) -> StoreResult<Option<ConversationS
         .and_then(|mut s| s.query_row([id], |r| r.get(0)))
         .map_err(sql)?;
     let last_event: i64 = c
-        .prepare_cached(
-            "SELECT COALESCE(MAX(event_no), 0) FROM retractions WHERE conversation_id = ?1",
-        )
+        .prepare_cached("SELECT COALESCE(MAX(event_no), 0) FROM events WHERE conversation_id = ?1")
         .and_then(|mut s| s.query_row([id], |r| r.get(0)))
         .map_err(sql)?;
     Ok(Some(ConversationState {
@@ -197,7 +195,7 @@ pub(super) fn of_device(
                     COALESCE((SELECT MAX(seq) FROM messages g WHERE g.conversation_id = m.conversation_id), 0),
                     COALESCE(dc.delivered_seq, m.joined_seq),
                     m.read_seq,
-                    COALESCE(dc.retraction_cursor, 0),
+                    COALESCE(dc.event_cursor, 0),
                     m.joined_seq
              FROM members m
              LEFT JOIN device_cursors dc ON dc.device_id = ?1 AND dc.conversation_id = m.conversation_id
@@ -212,7 +210,7 @@ pub(super) fn of_device(
                 last_seq: rows::uint(r, 1)?,
                 delivered_seq: rows::uint(r, 2)?,
                 read_seq: rows::uint(r, 3)?,
-                retraction_cursor: rows::uint(r, 4)?,
+                event_cursor: rows::uint(r, 4)?,
                 joined_seq: rows::uint(r, 5)?,
             })
         })

@@ -14,8 +14,8 @@ pub(super) fn advance(c: &Connection, updates: &[CursorUpdate]) -> StoreResult<(
                 conversation_id,
                 *seq,
             ),
-            CursorUpdate::DeviceRetractions { device_id, conversation_id, event_no } => (
-                "UPDATE device_cursors SET retraction_cursor = MAX(retraction_cursor, ?3) WHERE device_id = ?1 AND conversation_id = ?2",
+            CursorUpdate::DeviceEvents { device_id, conversation_id, event_no } => (
+                "UPDATE device_cursors SET event_cursor = MAX(event_cursor, ?3) WHERE device_id = ?1 AND conversation_id = ?2",
                 device_id,
                 conversation_id,
                 *event_no,

@@ -66,7 +66,7 @@ fn insert(c: &Connection, id: &str, seq: u64, m: &NewMessage, hash: &str) -> Sto
         Some(serde_json::to_string(&m.attachments).map_err(internal)?)
     };
     c.prepare_cached(&format!(
-        "INSERT INTO messages ({MESSAGE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, NULL)"
+        "INSERT INTO messages ({MESSAGE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, NULL, NULL, ?11)"
     ))
     .and_then(|mut s| {
         s.execute(params![
@@ -79,7 +79,8 @@ fn insert(c: &Connection, id: &str, seq: u64, m: &NewMessage, hash: &str) -> Sto
             m.ts,
             m.text,
             attachments,
-            m.meta
+            m.meta,
+            m.reply_to.map(int)
         ])
     })
     .map_err(|e| {

@@ -4,17 +4,17 @@
 //! does group commit; an ack therefore never leaves before its commit has returned. Reads run
 //! on a fixed pool of reader threads (`readers`) with their own connections; WAL lets them
 //! proceed while the writer commits. The SQL itself is in one file per entity (`users`,
-//! `conversations`, `messages`, `retractions`, `cursors`, `files`) as plain functions of a
+//! `conversations`, `messages`, `events`, `cursors`, `files`) as plain functions of a
 //! connection; this file only routes each `Store` method to the writer or a reader.
 
 mod conversations;
 mod cursors;
+mod events;
 mod files;
 mod messages;
 mod migrate;
 mod push;
 mod readers;
-mod retractions;
 mod rows;
 mod users;
 mod writer;
@@ -266,21 +266,55 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn retract(&self, r: Retraction) -> StoreResult<()> {
-        self.write(move |c| retractions::retract(c, &r)).await
+    async fn retract(&self, r: MessageEvent) -> StoreResult<()> {
+        self.write(move |c| events::retract(c, &r)).await
     }
-    async fn hide(&self, r: Retraction) -> StoreResult<()> {
-        self.write(move |c| retractions::hide(c, &r)).await
+    async fn hide(&self, r: MessageEvent) -> StoreResult<()> {
+        self.write(move |c| events::hide(c, &r)).await
     }
-    async fn retractions_since(
+    async fn edit(
+        &self,
+        e: MessageEvent,
+        content: EditContent,
+        key: IdemKey,
+    ) -> StoreResult<EditOutcome> {
+        self.write(move |c| events::edit(c, &e, &content, &key))
+            .await
+    }
+    async fn message_versions(
+        &self,
+        conversation_id: &str,
+        seq: u64,
+    ) -> StoreResult<Vec<MessageVersion>> {
+        let id = conversation_id.to_string();
+        self.read(move |c| events::versions(c, &id, seq)).await
+    }
+    async fn react(&self, e: MessageEvent) -> StoreResult<bool> {
+        self.write(move |c| events::react(c, &e)).await
+    }
+    async fn reactions(
+        &self,
+        conversation_id: &str,
+        seqs: &[u64],
+        viewer: &str,
+    ) -> StoreResult<Vec<(u64, Vec<ReactionCount>)>> {
+        let (id, seqs, v) = (
+            conversation_id.to_string(),
+            seqs.to_vec(),
+            viewer.to_string(),
+        );
+        self.read(move |c| events::reactions(c, &id, &seqs, &v))
+            .await
+    }
+    async fn events_since(
         &self,
         conversation_id: &str,
         user_id: &str,
         after_event: u64,
         limit: u32,
-    ) -> StoreResult<Vec<Retraction>> {
+    ) -> StoreResult<Vec<MessageEvent>> {
         let (id, u) = (conversation_id.to_string(), user_id.to_string());
-        self.read(move |c| retractions::since(c, &id, &u, after_event, limit))
+        self.read(move |c| events::since(c, &id, &u, after_event, limit))
             .await
     }
     async fn hidden_seqs(
@@ -291,7 +325,7 @@ impl Store for SqliteStore {
         before: u64,
     ) -> StoreResult<Vec<u64>> {
         let (u, id) = (user_id.to_string(), conversation_id.to_string());
-        self.read(move |c| retractions::hidden_seqs(c, &u, &id, after, before))
+        self.read(move |c| events::hidden_seqs(c, &u, &id, after, before))
             .await
     }
 

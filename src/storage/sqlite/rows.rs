@@ -2,11 +2,10 @@
 //! files.
 
 use super::super::{
-    DeviceRow, FileRow, MemberRow, PushJob, PushKind, PushTargetRow, Retraction, Role,
+    DeviceRow, EventKind, FileRow, MemberRow, MessageEvent, PushJob, PushKind, PushTargetRow, Role,
     StoredMessage, UserRow,
 };
 use crate::storage::parse_attachments;
-use parley_protocol::DeleteScope;
 use rusqlite::Row;
 
 /// Seqs and counters are u64 in the code and INTEGER (i64) in SQLite.
@@ -18,7 +17,7 @@ pub(super) fn uint(r: &Row<'_>, i: usize) -> rusqlite::Result<u64> {
     Ok(r.get::<_, i64>(i)? as u64)
 }
 
-pub(super) const MESSAGE_COLS: &str = "conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by";
+pub(super) const MESSAGE_COLS: &str = "conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, attachments, meta, deleted, deleted_by, edited_at, reply_to";
 
 pub(super) fn message(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     let attachments: Option<String> = r.get(8)?;
@@ -37,6 +36,8 @@ pub(super) fn message(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
         meta: r.get(9)?,
         deleted: r.get::<_, i64>(10)? != 0,
         deleted_by: r.get(11)?,
+        edited_at: r.get(12)?,
+        reply_to: r.get::<_, Option<i64>>(13)?.map(|s| s as u64),
     })
 }
 
@@ -111,23 +112,20 @@ pub(super) fn member(r: &Row<'_>) -> rusqlite::Result<MemberRow> {
     })
 }
 
-pub(super) const RETRACTION_COLS: &str =
-    "conversation_id, event_no, seq, scope, by_user, for_user, ts";
+pub(super) const EVENT_COLS: &str =
+    "conversation_id, event_no, seq, kind, scope, data, by_user, for_user, ts";
 
-pub(super) fn retraction(r: &Row<'_>) -> rusqlite::Result<Retraction> {
-    let scope: String = r.get(3)?;
-    Ok(Retraction {
+pub(super) fn event(r: &Row<'_>) -> rusqlite::Result<MessageEvent> {
+    let (kind, scope, data): (Option<String>, Option<String>, Option<String>) =
+        (r.get(3)?, r.get(4)?, r.get(5)?);
+    Ok(MessageEvent {
         conversation_id: r.get(0)?,
         event_no: uint(r, 1)?,
         seq: uint(r, 2)?,
-        scope: if scope == "me" {
-            DeleteScope::Me
-        } else {
-            DeleteScope::Everyone
-        },
-        by_user: r.get(4)?,
-        for_user: r.get(5)?,
-        ts: r.get(6)?,
+        kind: EventKind::parse(kind.as_deref(), scope.as_deref(), data.as_deref()),
+        by_user: r.get(6)?,
+        for_user: r.get(7)?,
+        ts: r.get(8)?,
     })
 }
 

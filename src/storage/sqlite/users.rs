@@ -51,10 +51,10 @@ pub(super) fn create_device(c: &Connection, d: &DeviceRow) -> StoreResult<()> {
     .and_then(|mut s| s.execute(params![d.device_id, d.user_id, d.name, d.created_at]))
     .map_err(sql)?;
     c.prepare_cached(
-        "INSERT OR IGNORE INTO device_cursors (device_id, conversation_id, delivered_seq, retraction_cursor)
+        "INSERT OR IGNORE INTO device_cursors (device_id, conversation_id, delivered_seq, event_cursor)
          SELECT ?1, m.conversation_id,
                 MAX(m.joined_seq, COALESCE((SELECT MAX(seq) FROM messages g WHERE g.conversation_id = m.conversation_id), 0)),
-                COALESCE((SELECT MAX(event_no) FROM retractions r WHERE r.conversation_id = m.conversation_id), 0)
+                COALESCE((SELECT MAX(event_no) FROM events r WHERE r.conversation_id = m.conversation_id), 0)
          FROM members m WHERE m.user_id = ?2",
     )
     .and_then(|mut s| s.execute(params![d.device_id, d.user_id]))

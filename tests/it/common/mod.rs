@@ -102,3 +102,18 @@ pub fn now_ms() -> i64 {
 pub fn seqs(frames: &[Value]) -> Vec<u64> {
     frames.iter().map(|f| f["seq"].as_u64().unwrap()).collect()
 }
+
+/// Every message's text and meta as stored, earlier versions included, read straight from the
+/// database file.
+pub fn stored_texts(db: &std::path::Path) -> Vec<String> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    let mut st = c
+        .prepare(
+            "SELECT COALESCE(text, '') || COALESCE(meta, '') FROM messages
+             UNION ALL SELECT COALESCE(text, '') || COALESCE(meta, '') FROM message_versions",
+        )
+        .unwrap();
+    let rows = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
+    rows.map(|r| r.unwrap()).collect()
+}

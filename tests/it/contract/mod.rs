@@ -5,6 +5,7 @@
 mod accounts;
 mod connection;
 mod conversations;
+mod edits;
 mod files;
 mod messaging;
 mod retraction;

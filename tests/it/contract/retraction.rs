@@ -1,4 +1,4 @@
-//! Retraction for everyone (purged from storage) and hiding for oneself, live and through sync.
+//! MessageEvent for everyone (purged from storage) and hiding for oneself, live and through sync.
 
 use crate::common::*;
 use serde_json::json;
@@ -114,17 +114,6 @@ async fn retraction_purges_and_checks_permissions() {
         wb.next_where(|v| v["id"] == "d5").await["code"],
         "not_found"
     );
-}
-
-/// Every message's text and meta as stored, read straight from the database file.
-fn stored_texts(db: &std::path::Path) -> Vec<String> {
-    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap();
-    let mut st = c
-        .prepare("SELECT COALESCE(text, '') || COALESCE(meta, '') FROM messages")
-        .unwrap();
-    let rows = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
-    rows.map(|r| r.unwrap()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

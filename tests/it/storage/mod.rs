@@ -5,13 +5,13 @@
 
 mod accounts;
 mod conversations;
+mod events;
 mod messages;
 mod push;
-mod retractions;
 
 pub(super) use parley::config::Config;
 pub(super) use parley::metrics::Metrics;
-pub(super) use parley::protocol::{Attachment, ConversationKind, DeleteScope};
+pub(super) use parley::protocol::{Attachment, ConversationKind};
 pub(super) use parley::storage::sqlite::SqliteStore;
 pub(super) use parley::storage::*;
 pub(super) use std::sync::Arc;
@@ -33,6 +33,7 @@ pub(super) fn msg(device: &str, client_id: &str, text: &str, ts: i64) -> NewMess
         text: Some(text.into()),
         attachments: vec![],
         meta: None,
+        reply_to: None,
     }
 }
 
@@ -91,7 +92,9 @@ macro_rules! checks {
         $m!(messages::idempotency_keys_expire);
         $m!(messages::a_reused_client_id_with_other_content_is_refused);
 
-        $m!(retractions::retraction_purges_content);
+        $m!(events::retraction_purges_content);
+        $m!(events::edits_keep_versions_and_are_idempotent);
+        $m!(events::reactions_count_once_per_user_and_emoji);
         $m!(accounts::usernames_are_unique);
         $m!(accounts::users_devices_and_push_targets);
         $m!(conversations::direct_pairs_members_and_devices);

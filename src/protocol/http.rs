@@ -1,0 +1,121 @@
+//! The bodies of the HTTP API (requests and answers), besides the conversation and message
+//! types it shares with the WebSocket frames.
+
+use crate::{ConversationKind, ErrorCode};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateUser {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub user_id: String,
+    pub username: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateSession {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub device_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionToken {
+    pub token: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateConversation {
+    pub kind: ConversationKind,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddMembers {
+    pub user_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub file_id: String,
+    pub size: u64,
+    pub content_type: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushTarget {
+    pub provider: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Web Push: the subscription's keys (`PushSubscription.toJSON().keys`).
+    #[serde(default)]
+    pub keys: Option<PushKeys>,
+    /// "full" (sender and text preview) or "id_only" (conversation id and seq); default: the
+    /// server's `push.default_payload`.
+    #[serde(default)]
+    pub payload: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushKeys {
+    pub p256dh: String,
+    pub auth: String,
+}
+
+/// A device as `GET /v1/devices` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub device_id: String,
+    pub name: Option<String>,
+    pub created_at: i64,
+    pub push: Option<PushState>,
+}
+
+/// A device's push target, as the device's user sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushState {
+    pub provider: String,
+    /// "active", or "disabled" once a provider declared the target dead (register again).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub registered_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// v1.1: an earlier version of an edited message (`GET .../messages/{seq}/versions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageVersion {
+    pub text: Option<String>,
+    pub meta: Option<serde_json::Value>,
+    /// When the next version replaced it.
+    pub replaced_at: i64,
+}
