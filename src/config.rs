@@ -122,6 +122,8 @@ pub struct PushConfig {
     pub default_payload: String,
     pub listen: String,
     pub extra_ca_file: String,
+    pub request_timeout_ms: u64,
+    pub allow_private_endpoints: bool,
     pub fcm: FcmConfig,
     pub apns: ApnsConfig,
     pub webpush: WebPushConfig,
@@ -226,11 +228,43 @@ impl Config {
         if !matches!(p.default_payload.as_str(), "full" | "id_only") {
             return Err("push.default_payload must be \"full\" or \"id_only\"".into());
         }
-        if p.lease_ms == 0 || p.concurrency == 0 || p.backoff_base_ms == 0 {
-            return Err("push: lease_ms, concurrency and backoff_base_ms must be positive".into());
+        if p.lease_ms == 0
+            || p.concurrency == 0
+            || p.backoff_base_ms == 0
+            || p.request_timeout_ms == 0
+        {
+            return Err(
+                "push: lease_ms, concurrency, backoff_base_ms and request_timeout_ms must be positive"
+                    .into(),
+            );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err("log.format must be \"text\" or \"json\"".into());
+        }
+        self.validate_bounds()
+    }
+
+    /// Durations and sizes the code does arithmetic with (milliseconds in an i64, a queue
+    /// bound times eight) stay far from overflow; the bounds are far past any sane setting.
+    fn validate_bounds(&self) -> Result<(), String> {
+        const TEN_YEARS_SECS: u64 = 10 * 366 * 24 * 3600;
+        let l = &self.limits;
+        let durations = [
+            ("auth.token_ttl_secs", self.auth.token_ttl_secs),
+            ("limits.retract_window_secs", l.retract_window_secs),
+            ("limits.edit_window_secs", l.edit_window_secs),
+            (
+                "storage.idempotency_ttl_secs",
+                self.storage.idempotency_ttl_secs,
+            ),
+        ];
+        for (name, v) in durations {
+            if v > TEN_YEARS_SECS {
+                return Err(format!("{name} is at most {TEN_YEARS_SECS} (ten years)"));
+            }
+        }
+        if l.outbound_queue > 1 << 20 {
+            return Err("limits.outbound_queue is at most 1048576".into());
         }
         Ok(())
     }
@@ -263,6 +297,13 @@ mod tests {
         let c = Config::load(Some("[limits]\nmax_text_bytes = 10\n")).unwrap();
         assert_eq!(c.limits.max_text_bytes, 10);
         assert_eq!(c.limits.max_meta_bytes, 4096);
+        // Durations the code turns into milliseconds are bounded (found by fuzzing).
+        let huge = "[auth]\ntoken_ttl_secs = 9223372036854775807\n";
+        assert!(Config::load(Some(huge))
+            .unwrap_err()
+            .contains("token_ttl_secs"));
+        let huge = "[limits]\nedit_window_secs = 400000000\n";
+        assert!(Config::load(Some(huge)).is_err());
     }
 
     #[test]

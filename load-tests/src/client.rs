@@ -106,8 +106,8 @@ pub fn ws_url(base: &str) -> String {
 pub async fn connect(base: &str, token: &str) -> Ws {
     let mut delay = Duration::from_millis(100);
     for attempt in 1.. {
-        match try_connect(base, token).await {
-            Ok(ws) => return ws,
+        match connect_once(base, token).await {
+            Ok((ws, _)) => return ws,
             Err(e) if attempt < 8 => {
                 eprintln!("connect attempt {attempt} failed ({e}); retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
@@ -121,6 +121,11 @@ pub async fn connect(base: &str, token: &str) -> Ws {
 
 /// One attempt; the error names the HTTP status when the upgrade was refused.
 pub async fn try_connect(base: &str, token: &str) -> Result<Ws, String> {
+    connect_once(base, token).await.map(|(ws, _)| ws)
+}
+
+/// One connection attempt; returns the socket and its `ready` frame (the device's cursors).
+pub async fn connect_once(base: &str, token: &str) -> Result<(Ws, String), String> {
     let mut req = ws_url(base)
         .into_client_request()
         .map_err(|e| e.to_string())?;
@@ -134,7 +139,9 @@ pub async fn try_connect(base: &str, token: &str) -> Result<Ws, String> {
         .map_err(|e| e.to_string())?;
     loop {
         match ws.next().await {
-            Some(Ok(Message::Text(t))) if t.contains("\"ready\"") => return Ok(ws),
+            Some(Ok(Message::Text(t))) if t.contains("\"ready\"") => {
+                return Ok((ws, t.to_string()))
+            }
             Some(Ok(_)) => continue,
             other => return Err(format!("no ready frame: {other:?}")),
         }

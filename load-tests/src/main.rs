@@ -7,6 +7,7 @@ mod client;
 mod connect;
 mod direct;
 mod group;
+mod soak;
 mod storm;
 
 use clap::{Parser, Subcommand};
@@ -96,6 +97,29 @@ enum Cmd {
         /// instead of retrying them.
         #[arg(long)]
         accept_refusals: bool,
+    },
+    /// A mixed workload at a bounded rate for a long time, sampled; see load-tests/README.md.
+    Soak {
+        /// Users, one device each.
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+        /// Groups (3 to 50 members at the start); default: users / 10.
+        #[arg(long)]
+        groups: Option<usize>,
+        /// Operations per second offered over all devices.
+        #[arg(long, default_value_t = 300)]
+        rate: u64,
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 10)]
+        sample_secs: u64,
+        /// PIDs of the server nodes, for RSS, descriptors and threads from /proc.
+        #[arg(long, value_delimiter = ',')]
+        server_pids: Vec<u32>,
+        /// The node's data directory, for the size of its SQLite WAL.
+        #[arg(long)]
+        data_dir: Option<String>,
     },
     /// (internal) one client process of `connect`.
     #[command(hide = true)]
@@ -220,6 +244,26 @@ async fn main() {
                 accept_refusals,
             )
             .await
+        }
+        Cmd::Soak {
+            users,
+            groups,
+            rate,
+            duration,
+            sample_secs,
+            server_pids,
+            data_dir,
+        } => {
+            let cfg = soak::Config {
+                users,
+                groups: groups.unwrap_or(users / 10),
+                rate,
+                duration,
+                sample_secs,
+                server_pids,
+                data_dir,
+            };
+            soak::soak(&cli.url, cfg).await
         }
         Cmd::ConnectWorker {
             connections,

@@ -59,9 +59,11 @@ pub enum DecodeError {
 pub fn decode(bytes: &[u8]) -> Result<(String, NodeFrame), DecodeError> {
     match bytes.split_first() {
         None => Err(DecodeError::Empty),
-        Some((&VERSION, rest)) => postcard::from_bytes::<Envelope>(rest)
-            .map(|e| (e.from.to_string(), e.frame))
-            .map_err(|_| DecodeError::Malformed),
+        // Bytes after the envelope are refused: one frame has one encoding.
+        Some((&VERSION, rest)) => match postcard::take_from_bytes::<Envelope>(rest) {
+            Ok((e, [])) => Ok((e.from.to_string(), e.frame)),
+            _ => Err(DecodeError::Malformed),
+        },
         Some((v, _)) => Err(DecodeError::Version(*v)),
     }
 }
@@ -156,5 +158,8 @@ mod tests {
         assert_eq!(decode(&bytes), Err(DecodeError::Version(VERSION + 1)));
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
         assert_eq!(decode(&[VERSION, 0xff, 0xff]), Err(DecodeError::Malformed));
+        let mut trailing = encode("a", NodeFrame::Resync);
+        trailing.push(0);
+        assert_eq!(decode(&trailing), Err(DecodeError::Malformed));
     }
 }

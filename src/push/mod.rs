@@ -12,10 +12,14 @@
 //! This file holds the types the two halves and the providers share.
 
 pub mod bridge;
+pub mod ece;
+pub mod http;
+pub mod jws;
 pub mod metrics;
 pub mod notify;
 pub mod payload;
 pub mod providers;
+pub mod sign;
 
 use async_trait::async_trait;
 use std::time::Duration;

@@ -7,6 +7,7 @@
 //! - `cluster`: faults under a cross-node load (kill -9, leave, Redis restart, join).
 //! - `durability`: acks survive kill -9; SIGTERM closes with 1012; migrations.
 //! - `storage`: the storage contract, every `Store` method, on each backend.
+//! - `push`: each push provider against a local fake of its service (HTTPS, a test CA).
 
 mod cluster;
 mod common;
@@ -14,4 +15,5 @@ mod contract;
 mod durability;
 mod hardening;
 mod layers;
+mod push;
 mod storage;

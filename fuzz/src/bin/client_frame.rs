@@ -1,0 +1,8 @@
+//! AFL entry point of the `client_frame` target: every input goes to `parley_fuzz::client_frame::run`
+//! (documented there). Built by `cargo afl build --features afl`; run by scripts/fuzz.
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        parley_fuzz::client_frame::run(data);
+    });
+}
