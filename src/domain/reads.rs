@@ -8,7 +8,9 @@
 use super::broadcast::QuoteInfo;
 use super::{rules, view};
 use crate::error::ApiResult;
-use crate::storage::{DeviceConversation, EventKind, MemberRow, Order, Store, StoreResult};
+use crate::storage::{
+    DeviceConversation, EventKind, MemberRow, Order, Store, StoreResult, StoredMessage,
+};
 use bytestring::ByteString;
 use parley_protocol::{DeleteScope, Message};
 
@@ -67,7 +69,10 @@ pub async fn member(store: &dyn Store, conversation_id: &str, user: &str) -> Api
 /// Messages with `after < seq < before`, ascending, without the ones the user hid; retracted
 /// ones as tombstones. `Order::Desc` takes the newest `limit` below `before` (history),
 /// `Order::Asc` the oldest above `after` (forward paging). Callers pass the member's join seq
-/// as the lowest `after`.
+/// as the lowest `after`. Hidden messages do not count against `limit`: the page reads on
+/// past them, so a page is short (or empty) only when nothing further is there, and a client
+/// pages on from the seq it got last (bounded: after `MAX_ROUNDS` reads it returns what it
+/// has, which is never empty unless the user hid that many messages in a row).
 pub async fn message_page(
     store: &dyn Store,
     user: &str,
@@ -77,23 +82,41 @@ pub async fn message_page(
     limit: u32,
     order: Order,
 ) -> StoreResult<Vec<Message>> {
-    let mut msgs = store
-        .messages(conversation_id, after, before, limit, order)
-        .await?;
-    if order == Order::Desc {
-        msgs.reverse();
-    }
-    let hidden = match (msgs.first(), msgs.last()) {
-        (Some(a), Some(b)) => {
-            store
-                .hidden_seqs(user, conversation_id, a.seq - 1, b.seq + 1)
-                .await?
+    const MAX_ROUNDS: usize = 8;
+    let (mut after, mut before) = (after, before);
+    let mut kept: Vec<StoredMessage> = Vec::new();
+    for _ in 0..MAX_ROUNDS {
+        let msgs = store
+            .messages(conversation_id, after, before, limit, order)
+            .await?;
+        let full = msgs.len() as u32 == limit;
+        let (lo, hi) = match (
+            msgs.iter().map(|m| m.seq).min(),
+            msgs.iter().map(|m| m.seq).max(),
+        ) {
+            (Some(lo), Some(hi)) => (lo, hi),
+            _ => break,
+        };
+        let hidden = store
+            .hidden_seqs(user, conversation_id, lo - 1, hi + 1)
+            .await?;
+        kept.extend(msgs.into_iter().filter(|m| !hidden.contains(&m.seq)));
+        if !full || kept.len() as u32 >= limit {
+            break;
         }
-        _ => Vec::new(),
-    };
-    let mut page: Vec<Message> = msgs
+        match order {
+            Order::Desc => before = lo,
+            Order::Asc => after = hi,
+        }
+    }
+    kept.sort_by_key(|m| m.seq);
+    let excess = kept.len().saturating_sub(limit as usize);
+    match order {
+        Order::Desc => drop(kept.drain(..excess)),
+        Order::Asc => kept.truncate(limit as usize),
+    }
+    let mut page: Vec<Message> = kept
         .into_iter()
-        .filter(|m| !hidden.contains(&m.seq))
         .map(|m| view::stored_message(m, user))
         .collect();
     decorate(store, user, conversation_id, &mut page).await?;

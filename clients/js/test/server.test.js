@@ -4,6 +4,7 @@ import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryStorage, ParleyApi, ParleyClient, ParleyError, login, register } from '../src/index.js';
 import { parleyBin, startParley } from './server.js';
+import { check, matches, seen, violations } from './schema.js';
 
 const bin = parleyBin();
 // Every test also has a deadline, so a broken client fails instead of waiting forever.
@@ -35,11 +36,18 @@ async function user(prefix) {
 function client(session, options = {}) {
   const wire = [];
   class RecordingSocket extends WebSocket {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (ev) => check('server', JSON.parse(ev.data)));
+    }
     send(data) {
-      wire.push(JSON.parse(data));
+      const frame = JSON.parse(data);
+      check('client', frame);
+      wire.push(frame);
       super.send(data);
     }
   }
+
   const c = new ParleyClient({
     baseUrl: server.baseUrl, token: session.token, WebSocket: RecordingSocket,
     backoff: { baseMs: 50, capMs: 500 }, ...options,
@@ -361,4 +369,25 @@ test('a member added to a group starts at its join point; one removed stops gett
   await removed;
   assert.equal(c.conversations.has(group.conversation_id), false);
   await assert.rejects(carol.api.conversation(group.conversation_id), (e) => e.code === 'forbidden');
+});
+
+// Last in the file: everything the tests above put on the wire, both ways, matched the JSON
+// Schemas in docs/schema/ (the reference for every field's presence and nullability).
+test('every frame on the wire matched docs/schema', opts, () => {
+  assert.deepEqual(violations.slice(0, 3), [], `${violations.length} frames did not match`);
+  for (const type of ['ready', 'ack', 'message', 'receipt', 'deleted', 'edited', 'reaction',
+    'typing', 'presence', 'conversation', 'synced', 'history']) {
+    assert.ok(seen.server.has(type), `no ${type} frame was checked`);
+  }
+  for (const type of ['auth', 'send', 'received', 'read', 'sync', 'history', 'delete', 'typing']) {
+    assert.ok(seen.client.has(type), `no client ${type} frame was checked`);
+  }
+  // The schemas refuse what the protocol refuses (so this check can fail).
+  const ack = { type: 'ack', id: 'c1', conversation_id: 'x', seq: 1, message_id: 'm', ts: 1 };
+  assert.ok(matches('server', ack));
+  assert.ok(!matches('server', { ...ack, seq: '1' }), 'seq must be an integer');
+  assert.ok(!matches('server', { ...ack, duplicate: false }), 'duplicate is left out when false');
+  assert.ok(!matches('server', { type: 'message', conversation_id: 'x', seq: 1 }), 'missing fields');
+  assert.ok(!matches('client', { type: 'send', id: 'c', conversation_id: 'x', to: 'u', text: 't' }),
+    'send names exactly one of conversation_id and to');
 });

@@ -157,3 +157,47 @@ async fn offline_device_gets_retractions_in_sync() {
         "retracted content must not be sent: {got:?}"
     );
 }
+
+/// Hidden messages do not count against a page's limit: a page past them still holds
+/// `limit` messages, so an empty page always means there is nothing further.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_read_on_past_hidden_messages() {
+    let s = TestServer::start();
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let g = s.group(&a, &[&b]).await;
+    let mut wa = s.ws(&a).await;
+    for i in 1..=6 {
+        wa.send_msg(&g, &format!("m{i}"), &format!("text {i}"))
+            .await;
+    }
+    let mut wb = s.ws(&b).await;
+    for seq in 3..=6 {
+        let id = format!("h{seq}");
+        wb.send(
+            json!({"type": "delete", "id": id, "conversation_id": g, "seq": seq, "scope": "me"}),
+        )
+        .await;
+        assert_eq!(wb.next_where(|v| v["id"] == id).await["type"], "ack");
+    }
+    let page = |query: &'static str| {
+        let (s, g, token) = (&s, g.clone(), b.token.clone());
+        async move {
+            let path = format!("/v1/conversations/{g}/messages?{query}");
+            let (status, v) = s.http("GET", &path, Some(&token), None).await;
+            assert_eq!(status, 200, "{v}");
+            seqs(v["messages"].as_array().unwrap())
+        }
+    };
+    assert_eq!(
+        page("limit=2").await,
+        vec![1, 2],
+        "newest page reads past 3..=6"
+    );
+    assert_eq!(page("limit=2&after_seq=0").await, vec![1, 2]);
+    assert_eq!(page("limit=2&after_seq=2").await, Vec::<u64>::new());
+    wb.send(json!({"type": "history", "id": "hi", "conversation_id": g, "limit": 1}))
+        .await;
+    let h = wb.next_where(|v| v["id"] == "hi").await;
+    assert_eq!(seqs(h["messages"].as_array().unwrap()), vec![2]);
+}

@@ -158,3 +158,35 @@ mod scylla_backend {
         checks!(run);
     }
 }
+
+/// The suite's promise, kept by a check on the source: every method of the `Store` trait is
+/// called by some check above, so a method added without a contract check fails here.
+#[test]
+fn the_suite_calls_every_store_method() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = std::fs::read_to_string(root.join("src/storage/mod.rs")).unwrap();
+    let start = src.find("pub trait Store").expect("the Store trait");
+    let body = &src[start..];
+    let body = &body[..body.find("\n}\n").expect("end of the trait")];
+    let mut suite = String::new();
+    for e in std::fs::read_dir(root.join("tests/it/storage")).unwrap() {
+        suite += &std::fs::read_to_string(e.unwrap().path()).unwrap();
+    }
+    let methods: Vec<&str> = body
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start().trim_start_matches("async ");
+            let rest = l.strip_prefix("fn ")?;
+            Some(&rest[..rest.find(['(', '<'])?])
+        })
+        .collect();
+    assert!(methods.len() > 20, "found only {methods:?}");
+    let missing: Vec<&&str> = methods
+        .iter()
+        .filter(|m| !suite.contains(&format!(".{m}(")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "Store methods no storage check calls: {missing:?}"
+    );
+}
