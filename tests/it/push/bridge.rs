@@ -163,7 +163,7 @@ async fn a_muted_conversation_updates_the_badge_without_an_alert() {
     let (ab, cb) = (srv.direct(&a, &b).await, srv.direct(&c, &b).await);
     register_hook(&srv, &f, &b, "ok", "full").await;
     let token = format!("0000{}", "ab".repeat(30));
-    let apns = json!({"provider": "apns", "token": token, "payload": "full"});
+    let apns = json!({"provider": "apns", "token": token, "payload": "id_only"});
     register(&srv, &iphone, apns).await;
     mute(&srv, &b, &ab, now_ms() + 3_600_000).await;
     let (mut wa, mut wc) = (srv.ws(&a).await, srv.ws(&c).await);
@@ -171,12 +171,15 @@ async fn a_muted_conversation_updates_the_badge_without_an_alert() {
     let muted = f.wait_hooks(1, |h| to(h, &b, &ab)).await;
     assert_eq!(fields(&muted[0].body), ("message", 1, 1, 1));
     assert!(muted[0].body.get("body").is_none(), "{:?}", muted[0].body);
+    assert_eq!(muted[0].body["muted"], true, "the app is told not to alert");
     wc.send_msg(&cb, "c1", "hello").await;
     let loud = f.wait_hooks(1, |h| to(h, &b, &cb)).await;
     assert_eq!(fields(&loud[0].body), ("message", 1, 2, 1));
     assert_eq!(loud[0].body["body"], "hello");
+    assert!(loud[0].body.get("muted").is_none());
     drained(&srv).await;
-    // APNs: a badge-only push for the muted conversation, an alert for the other.
+    // APNs (id_only): a badge-only push for the muted conversation; for the other an alert
+    // that the app's notification service extension replaces with the message.
     let aps: Vec<(String, Value)> = f
         .apns
         .state()
@@ -192,8 +195,11 @@ async fn a_muted_conversation_updates_the_badge_without_an_alert() {
     assert_eq!(aps.len(), 2, "{aps:?}");
     let of = |conv: &str| aps.iter().find(|(c, _)| c == conv).unwrap().1.clone();
     assert_eq!(of(&ab), json!({"badge": 1}));
-    assert_eq!(of(&cb)["alert"]["body"], "hello");
-    assert_eq!(of(&cb)["badge"], 2);
+    assert_eq!(of(&cb)["alert"], json!({"body": "New message"}));
+    assert_eq!(
+        (&of(&cb)["mutable-content"], &of(&cb)["badge"]),
+        (&json!(1), &json!(2))
+    );
     // Unmuted: alerts again.
     mute(&srv, &b, &ab, 0).await;
     wa.send_msg(&ab, "a2", "now loud").await;
