@@ -165,13 +165,23 @@ pub struct WebhookConfig {
 }
 
 impl PushConfig {
-    /// Whether any provider has credentials (then `parley serve` runs a bridge itself).
+    /// Whether any provider has credentials, in the config or in the environment variables
+    /// `push::providers` reads them from (then `parley serve` runs a bridge itself).
     pub fn any_provider(&self) -> bool {
+        let env = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
         !self.fcm.credentials_file.is_empty()
             || !self.apns.key_file.is_empty()
             || !self.webpush.vapid_key_file.is_empty()
             || !self.webhook.secret.is_empty()
             || !self.webhook.secret_file.is_empty()
+            || [
+                "PARLEY_FCM_CREDENTIALS",
+                "PARLEY_APNS_KEY",
+                "PARLEY_VAPID_KEY",
+                "PARLEY_WEBHOOK_SECRET",
+            ]
+            .into_iter()
+            .any(env)
     }
 }
 
@@ -237,6 +247,11 @@ impl Config {
                 "push: lease_ms, concurrency, backoff_base_ms and request_timeout_ms must be positive"
                     .into(),
             );
+        }
+        // A delivery that outlives its lease can be leased and sent by another bridge while
+        // the first is still waiting for the provider.
+        if p.lease_ms <= p.request_timeout_ms {
+            return Err("push.lease_ms must be greater than push.request_timeout_ms".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err("log.format must be \"text\" or \"json\"".into());
@@ -304,6 +319,27 @@ mod tests {
             .contains("token_ttl_secs"));
         let huge = "[limits]\nedit_window_secs = 400000000\n";
         assert!(Config::load(Some(huge)).is_err());
+    }
+
+    #[test]
+    fn a_push_lease_outlasts_a_request_to_a_provider() {
+        let short = "[push]\nlease_ms = 15000\nrequest_timeout_ms = 15000\n";
+        assert!(Config::load(Some(short)).unwrap_err().contains("lease_ms"));
+        assert!(Config::load(Some("[push]\nlease_ms = 15001\n")).is_ok());
+    }
+
+    #[test]
+    fn push_credentials_in_the_environment_count_as_a_provider() {
+        let c = Config::load(None).unwrap();
+        std::env::remove_var("PARLEY_WEBHOOK_SECRET");
+        let before = c.push.any_provider();
+        std::env::set_var(
+            "PARLEY_WEBHOOK_SECRET",
+            "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        );
+        let with = c.push.any_provider();
+        std::env::remove_var("PARLEY_WEBHOOK_SECRET");
+        assert_eq!((before, with), (false, true));
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod conversations;
 mod error;
 pub mod files;
 mod health;
+mod push;
 pub mod slow;
 mod webclient;
 pub mod ws;
@@ -86,6 +87,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
     .route("/v1/sessions", web::post().to(accounts::create_session))
     .route("/v1/devices", web::get().to(accounts::devices))
     .route("/v1/devices/{id}/push", web::put().to(accounts::set_push))
+    .route("/v1/push/vapid", web::get().to(push::vapid))
     .route("/v1/conversations", web::post().to(conversations::create))
     .route("/v1/conversations", web::get().to(conversations::list))
     .route("/v1/conversations/{id}", web::get().to(conversations::get))

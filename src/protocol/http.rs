@@ -80,6 +80,13 @@ pub struct PushKeys {
     pub auth: String,
 }
 
+/// `GET /v1/push/vapid` (v1.1): the Web Push VAPID public key, base64url (an uncompressed
+/// P-256 point), for `pushManager.subscribe({applicationServerKey})`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VapidKey {
+    pub public_key: String,
+}
+
 /// A device as `GET /v1/devices` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceInfo {

@@ -105,6 +105,10 @@ pub struct Notification {
     /// `None` in `id_only` mode, for a muted conversation, or for a `Clear`: no content
     /// reaches the provider; the app fetches what it shows.
     pub preview: Option<Preview>,
+    /// The user muted the conversation (`muted_until`): the counts go out, no alert. Carried
+    /// in every payload (`"muted": true`), since in `id_only` mode the app decides what to
+    /// show and must know.
+    pub muted: bool,
     /// Collapses notifications of one conversation: at most 32 characters of the base64url
     /// alphabet (fits APNs collapse ids, FCM collapse keys and tags, and Web Push Topics).
     pub collapse_key: String,

@@ -53,8 +53,6 @@ fn cut(text: &str, max: usize) -> String {
 
 pub struct Built {
     pub notification: Notification,
-    /// The conversation is muted: the badge still goes out, no alert.
-    pub muted: bool,
 }
 
 /// The notification for `job` to `target`, `full` or `id_only` per `mode`.
@@ -94,10 +92,10 @@ pub async fn build(
             badge,
             unread,
             preview,
+            muted: muted && kind == Kind::Message,
             collapse_key: collapse_key(&job.conversation_id),
             ttl,
         },
-        muted,
     })
 }
 

@@ -24,8 +24,11 @@
 //!  "type": "message", "conversation_id": "c_1", "seq": 42, "badge": 3, "unread": 2}
 //! ```
 //!
-//! `alert`, `sound` and `thread-id` only with a preview; without one `aps` is `{"badge": N}`,
-//! a badge-only update. A clear is `{"aps": {"content-available": 1}, "type": "clear", ...}`
+//! Without a preview (`id_only`), the alert is `{"body": "New message"}` with
+//! `"mutable-content": 1`: the app's notification service extension fetches the message and
+//! replaces it (iOS wakes the extension only for such an alert). A muted conversation
+//! (`"muted": true` in the body) gets no `alert`, `sound` or `thread-id`: `aps` is
+//! `{"badge": N}`, a badge-only update. A clear is `{"aps": {"content-available": 1}, "type": "clear", ...}`
 //! (a background push: the app removes the conversation's notifications and sets the badge
 //! from `badge`; Apple throttles these and may drop them).
 //!
@@ -52,6 +55,8 @@ use serde_json::{json, Map, Value};
 use std::sync::Mutex;
 
 const MAX_PAYLOAD: usize = 4096;
+/// What an `id_only` alert says until the app's extension replaces it (and if it cannot).
+pub const ID_ONLY_ALERT: &str = "New message";
 /// A provider token is re-signed at this age (seconds) ...
 const RESIGN_AFTER: u64 = 50 * 60;
 /// ... and never younger than this, even when APNs says it expired.
@@ -217,10 +222,21 @@ pub fn payload(n: &Notification) -> Vec<u8> {
         let mut aps = Map::new();
         match n.kind {
             Kind::Message => {
-                if let Some(p) = p {
-                    aps.insert("alert".into(), json!({"title": p.title, "body": p.body}));
+                let alert = match p {
+                    Some(p) => Some(json!({"title": p.title, "body": p.body})),
+                    // id_only: an alert the app's notification service extension replaces
+                    // with the message it fetches (iOS runs the extension only for an
+                    // alert with mutable-content; a badge-only push would show nothing).
+                    None if !n.muted => Some(json!({"body": ID_ONLY_ALERT})),
+                    None => None,
+                };
+                if let Some(alert) = alert {
+                    aps.insert("alert".into(), alert);
                     aps.insert("sound".into(), json!("default"));
                     aps.insert("thread-id".into(), json!(n.conversation_id));
+                    if p.is_none() {
+                        aps.insert("mutable-content".into(), json!(1));
+                    }
                 }
                 aps.insert("badge".into(), json!(n.badge));
             }

@@ -39,8 +39,9 @@ pub(crate) fn preview(n: &Notification) -> Option<&Preview> {
     }
 }
 
-/// `type`, `conversation_id`, `seq`, `badge`, `unread`: numbers as JSON numbers, or as
-/// strings where the provider wants only strings (FCM `data`).
+/// `type`, `conversation_id`, `seq`, `badge`, `unread`, and `muted: true` for a muted
+/// conversation: numbers (and the flag) as JSON values, or as strings where the provider wants
+/// only strings (FCM `data`).
 pub(crate) fn fields(n: &Notification, strings: bool) -> Map<String, Value> {
     let num = |v: u64| {
         if strings {
@@ -55,6 +56,10 @@ pub(crate) fn fields(n: &Notification, strings: bool) -> Map<String, Value> {
     m.insert("seq".into(), num(n.seq));
     m.insert("badge".into(), num(n.badge));
     m.insert("unread".into(), num(n.unread));
+    if n.muted {
+        let flag = if strings { json!("true") } else { json!(true) };
+        m.insert("muted".into(), flag);
+    }
     m
 }
 

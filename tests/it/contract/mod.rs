@@ -8,6 +8,7 @@ mod conversations;
 mod edits;
 mod files;
 mod messaging;
+mod push;
 mod retraction;
 mod rough_edges;
 

@@ -16,6 +16,11 @@
 //! | `notfound` | 404 |
 //! | `slow` | 204 after 5 s |
 //!
+//! A cue given a script (`FakeReceiver::script`) answers from it first, one entry per
+//! request, and 204 once it is used up: how the end-to-end tests make one endpoint fail on cue
+//! (429 with a `Retry-After`, 503), or hold a request unanswered (a bridge killed
+//! mid-delivery), and then succeed.
+//!
 //! `start_plain` serves plain HTTP/1.1, for `allow_http`.
 
 use super::{same, serve, Reply, Req, Server, TestCa, TestClock};
@@ -23,9 +28,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ring::hmac;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct Hook {
@@ -33,12 +38,28 @@ pub struct Hook {
     pub headers: HashMap<String, String>,
     pub body: Value,
     pub body_len: usize,
+    /// The status answered; 0 for a request held unanswered.
+    pub status: u16,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// This status, with this `Retry-After` if any.
+    Answer(u16, Option<&'static str>),
+    /// No answer, until the client or the fake goes away.
+    Hold,
+    /// This status after this many milliseconds (a receiver that takes its time).
+    Slow(u16, u64),
 }
 
 #[derive(Default)]
 pub struct State {
     pub hooks: Vec<Hook>,
     pub refused: Vec<(u16, String)>,
+    script: HashMap<String, VecDeque<Step>>,
 }
 
 pub struct FakeReceiver {
@@ -101,6 +122,16 @@ impl FakeReceiver {
     pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap()
     }
+
+    /// Requests to `cue` are answered by `steps` in order, then with 204.
+    pub fn script(&self, cue: &str, steps: Vec<Step>) {
+        self.state().script.insert(cue.to_string(), steps.into());
+    }
+
+    /// What was received, in order: the requests that passed the signature check.
+    pub fn hooks(&self) -> Vec<Hook> {
+        self.state().hooks.clone()
+    }
 }
 
 async fn handle(st: &Mutex<State>, clock: &TestClock, secret: &str, r: Req) -> Reply {
@@ -133,12 +164,46 @@ async fn handle(st: &Mutex<State>, clock: &TestClock, secret: &str, r: Req) -> R
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
     let body = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-    st.lock().unwrap().hooks.push(Hook {
+    let mut hook = Hook {
         cue: cue.clone(),
         headers,
         body,
         body_len: r.body.len(),
-    });
+        status: 0,
+        at: Instant::now(),
+    };
+    let step = {
+        let mut st = st.lock().unwrap();
+        let step = st
+            .script
+            .get_mut(&cue)
+            .map(|q| q.pop_front().unwrap_or(Step::Answer(204, None)));
+        hook.status = match &step {
+            Some(Step::Answer(s, _) | Step::Slow(s, _)) => *s,
+            Some(Step::Hold) => 0,
+            None => table_status(&cue),
+        };
+        st.hooks.push(hook);
+        step
+    };
+    match step {
+        Some(Step::Answer(s, retry_after)) => {
+            let reply = Reply::new(s);
+            return match retry_after {
+                Some(r) => reply.header("retry-after", r),
+                None => reply,
+            };
+        }
+        Some(Step::Hold) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return Reply::new(504);
+        }
+        Some(Step::Slow(s, ms)) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            return Reply::new(s);
+        }
+        None => {}
+    }
     match cue.as_str() {
         "ok" => Reply::new(204),
         "gone" => Reply::new(410),
@@ -152,6 +217,20 @@ async fn handle(st: &Mutex<State>, clock: &TestClock, secret: &str, r: Req) -> R
             Reply::new(204)
         }
         _ => Reply::new(400),
+    }
+}
+
+/// The status the cue table answers (see the module doc).
+fn table_status(cue: &str) -> u16 {
+    match cue {
+        "ok" | "slow" => 204,
+        "gone" => 410,
+        "rate" => 429,
+        "unavailable" => 503,
+        "badgateway" => 502,
+        "redirect" => 302,
+        "notfound" => 404,
+        _ => 400,
     }
 }
 

@@ -99,9 +99,10 @@ async fn sends_the_documented_request_over_one_http2_connection() {
     );
     assert_eq!(
         st.pushes[1].body,
-        json!({"aps": {"badge": 3}, "type": "message", "conversation_id": "c_1", "seq": 42,
-               "badge": 3, "unread": 2}),
-        "no preview: a badge-only update"
+        json!({"aps": {"alert": {"body": "New message"}, "mutable-content": 1,
+                       "sound": "default", "thread-id": "c_1", "badge": 3},
+               "type": "message", "conversation_id": "c_1", "seq": 42, "badge": 3, "unread": 2}),
+        "no preview: an alert the notification service extension replaces"
     );
     let h = &st.pushes[2].headers;
     assert_eq!(
@@ -112,6 +113,20 @@ async fn sends_the_documented_request_over_one_http2_connection() {
         st.pushes[2].body,
         json!({"aps": {"content-available": 1}, "type": "clear", "conversation_id": "c_1",
                "seq": 42, "badge": 3, "unread": 2})
+    );
+}
+
+#[tokio::test]
+async fn a_muted_message_is_a_badge_only_update_that_says_so() {
+    let s = setup().await;
+    // What the bridge builds for a muted conversation: no preview, and the flag.
+    let mut n = note(Kind::Message, None);
+    n.muted = true;
+    assert_eq!(s.p.deliver(&to("0000dd"), &n).await, Outcome::Accepted);
+    assert_eq!(
+        s.fake.state().pushes[0].body,
+        json!({"aps": {"badge": 3}, "type": "message", "conversation_id": "c_1",
+               "seq": 42, "badge": 3, "unread": 2, "muted": true})
     );
 }
 

@@ -66,6 +66,7 @@ pub fn note(kind: Kind, preview: Option<(&str, &str)>) -> Notification {
             title: t.into(),
             body: b.into(),
         }),
+        muted: false,
         collapse_key: CK.into(),
         ttl: Duration::from_secs(3600),
     }
