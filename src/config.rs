@@ -22,6 +22,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub actors: ActorConfig,
     pub log: LogConfig,
+    pub retention: RetentionConfig,
     pub cluster: ClusterConfig,
     pub push: PushConfig,
 }
@@ -187,6 +188,15 @@ impl PushConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub default_secs: u64,
+    pub min_secs: u64,
+    pub sweep_interval_ms: u64,
+    pub batch: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub format: String,
 }
@@ -253,6 +263,10 @@ impl Config {
         if p.lease_ms <= p.request_timeout_ms {
             return Err("push.lease_ms must be greater than push.request_timeout_ms".into());
         }
+        let r = &self.retention;
+        if r.min_secs == 0 || r.sweep_interval_ms == 0 || r.batch == 0 {
+            return Err("retention: min_secs, sweep_interval_ms and batch must be positive".into());
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err("log.format must be \"text\" or \"json\"".into());
         }
@@ -268,6 +282,7 @@ impl Config {
             ("auth.token_ttl_secs", self.auth.token_ttl_secs),
             ("limits.retract_window_secs", l.retract_window_secs),
             ("limits.edit_window_secs", l.edit_window_secs),
+            ("retention.default_secs", self.retention.default_secs),
             (
                 "storage.idempotency_ttl_secs",
                 self.storage.idempotency_ttl_secs,

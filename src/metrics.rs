@@ -51,6 +51,8 @@ metrics! {
     slow_consumers: Counter = Counter::default(), "slow_consumers", "Sessions closed with 4429 because their outbound queue overflowed";
     events_dropped: Counter = Counter::default(), "events_held_dropped", "Live events dropped while waiting for a device to get their message (sync replays them)";
     rate_limited: Counter = Counter::default(), "rate_limited", "Client frames refused by the rate limit";
+    messages_expired: Counter = Counter::default(), "messages_expired", "Messages purged because their conversation's retention period passed";
+
     bus_published: Counter = Counter::default(), "bus_published", "Frames this node published on the cluster bus";
     bus_received: Counter = Counter::default(), "bus_received", "Frames this node received from other nodes";
     bus_up: Gauge = Gauge::default(), "bus_up", "1 while the cluster bus subscription and heartbeat work (cluster mode only)";

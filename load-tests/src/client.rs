@@ -35,6 +35,7 @@ pub fn post(agent: &ureq::Agent, url: &str, token: Option<&str>, body: Value) ->
 #[derive(Clone, Debug)]
 pub struct Login {
     pub user_id: String,
+    pub device_id: String,
     pub token: String,
 }
 
@@ -58,6 +59,7 @@ pub fn login(agent: &ureq::Agent, base: &str, name: &str) -> Login {
     assert_eq!(s, 200, "login {name}: {v}");
     Login {
         user_id: v["user_id"].as_str().unwrap().into(),
+        device_id: v["device_id"].as_str().unwrap().into(),
         token: v["token"].as_str().unwrap().into(),
     }
 }

@@ -7,6 +7,7 @@ mod client;
 mod connect;
 mod direct;
 mod group;
+mod push;
 mod soak;
 mod storm;
 
@@ -121,6 +122,23 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<String>,
     },
+    /// Push throughput: offline devices with webhook targets on a receiver in this process.
+    Push {
+        #[arg(long, default_value_t = 10)]
+        groups: usize,
+        /// Members per group: one online sender, the rest offline with a push target.
+        #[arg(long, default_value_t = 1001)]
+        size: usize,
+        /// Messages per group, one per round; each round waits for every notification.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// PIDs of the server nodes, for their CPU time from /proc.
+        #[arg(long, value_delimiter = ',')]
+        server_pids: Vec<u32>,
+        /// Seconds a round may take before what is left counts as undelivered.
+        #[arg(long, default_value_t = 120)]
+        round_timeout: u64,
+    },
     /// (internal) one client process of `connect`.
     #[command(hide = true)]
     ConnectWorker {
@@ -159,6 +177,8 @@ fn print_summary(r: &Value) {
     for k in [
         "acked",
         "acked_per_s",
+        "notified",
+        "server_cpu_us_per_notification",
         "deliveries_per_s",
         "owed",
         "delivered",
@@ -178,6 +198,7 @@ fn print_summary(r: &Value) {
         "ack_latency",
         "delivery_latency",
         "latency_to_last_member",
+        "commit_to_accept",
         "time_to_synced",
     ] {
         if let Some(h) = r.get(k).filter(|v| v.is_object()) {
@@ -264,6 +285,22 @@ async fn main() {
                 data_dir,
             };
             soak::soak(&cli.url, cfg).await
+        }
+        Cmd::Push {
+            groups,
+            size,
+            rounds,
+            server_pids,
+            round_timeout,
+        } => {
+            let cfg = push::Config {
+                groups,
+                size,
+                rounds,
+                server_pids,
+                round_timeout,
+            };
+            push::push(&url, cfg).await
         }
         Cmd::ConnectWorker {
             connections,

@@ -10,7 +10,7 @@
 //! Within `actors`, dependencies point one way too: `envelope`, `peers`, `hub` and `admission` at the
 //! bottom; `registry` (holds handles, starts nothing); `core` (the shared services, with the
 //! hub, the peers and the registry); the conversation actor on `core`; `routing` (starts
-//! conversation actors and sends to them); `create` and the session actor on top.
+//! conversation actors and sends to them); `create`, `sweep` and the session actor on top.
 
 pub mod admission;
 pub mod conversation;
@@ -23,6 +23,7 @@ pub mod peers;
 pub mod registry;
 pub mod routing;
 pub mod session;
+pub mod sweep;
 
 pub use self::core::Core;
 pub use hub::{Hub, ToSession};

@@ -9,6 +9,8 @@
 pub mod broadcast;
 pub mod ops;
 pub mod reads;
+pub mod retention;
+
 pub mod rules;
 pub mod view;
 

@@ -82,7 +82,23 @@ pub enum ConvRequest {
         by: Caller,
         user_id: String,
     },
+    /// v1.1: the conversation's own retention period (`None`: the deployment's default).
+    SetRetention {
+        by: Caller,
+        secs: Option<u64>,
+    },
+    /// Purge one batch of the messages sent before `before_ts` (the retention sweep, on no
+    /// one's behalf); answers `Purged` with how many went.
+    Expire {
+        before_ts: i64,
+    },
 }
+
+/// Who acts for requests that no user made (`Expire`).
+pub static SYSTEM: Caller = Caller {
+    user_id: String::new(),
+    device_id: String::new(),
+};
 
 impl ConvRequest {
     pub fn caller(&self) -> &Caller {
@@ -94,7 +110,9 @@ impl ConvRequest {
             | ConvRequest::Edit { by, .. }
             | ConvRequest::React { by, .. }
             | ConvRequest::AddMembers { by, .. }
-            | ConvRequest::RemoveMember { by, .. } => by,
+            | ConvRequest::RemoveMember { by, .. }
+            | ConvRequest::SetRetention { by, .. } => by,
+            ConvRequest::Expire { .. } => &SYSTEM,
         }
     }
 
@@ -146,6 +164,8 @@ pub enum ConvReply {
     Ack(AckInfo),
     Conversation(Conversation),
     Done,
+    /// How many messages an `Expire` purged.
+    Purged(u64),
 }
 
 pub type ConvResult = Result<ConvReply, ApiError>;
@@ -240,6 +260,11 @@ mod tests {
                 by: caller(),
                 user_id: "a".into(),
             },
+            ConvRequest::SetRetention {
+                by: caller(),
+                secs: Some(3600),
+            },
+            ConvRequest::Expire { before_ts: 12 },
         ];
         for r in requests {
             round_trip(r);
@@ -269,6 +294,7 @@ mod tests {
             Ok(ConvReply::Ack(ack)),
             Ok(ConvReply::Conversation(conv)),
             Ok(ConvReply::Done),
+            Ok(ConvReply::Purged(7)),
             Err(ApiError::new(ErrorCode::Forbidden, "no")),
         ];
         for r in results {

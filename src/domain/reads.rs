@@ -180,48 +180,71 @@ pub async fn history(
     .await?)
 }
 
-/// What a device is owed in one conversation after `after`: `(seq, frame)` in seq order. A
-/// message the user hid comes as a `deleted` frame with scope `me` (a client checking seq for
-/// gaps sees why it has no message there); `None` is never returned today but keeps the
-/// position logic honest if a frame is skipped.
+/// One item of what a device is owed: the frame that stands for seqs `first..=last` (one
+/// message, or a range that expired).
+#[derive(Debug)]
+pub struct Owed {
+    pub first: u64,
+    pub last: u64,
+    pub frame: Option<ByteString>,
+}
+
+/// What a device is owed in one conversation after `after`, in seq order. A message the user
+/// hid comes as a `deleted` frame with scope `me` (a client checking seq for gaps sees why it
+/// has no message there), and messages purged by retention as one `expired` frame for their
+/// range; `frame` is `None` never today but keeps the position logic honest if one is skipped.
 pub async fn owed_frames(
     store: &dyn Store,
     user: &str,
     conversation_id: &str,
     after: u64,
     limit: u32,
-) -> StoreResult<Vec<(u64, Option<ByteString>)>> {
+) -> StoreResult<Vec<Owed>> {
     let msgs = store
         .messages(conversation_id, after, u64::MAX, limit, Order::Asc)
         .await?;
+    let mut items: Vec<Owed> = Vec::with_capacity(msgs.len() + 1);
+    // Retention purges from the oldest message up: what is missing right after `after` expired.
+    let first = match msgs.first() {
+        Some(m) => m.seq,
+        None => store.retention(conversation_id).await?.expired_through + 1,
+    };
+    if first > after + 1 {
+        items.push(Owed {
+            first: after + 1,
+            last: first - 1,
+            frame: Some(view::expired(conversation_id, after + 1, first - 1)),
+        });
+    }
     let Some(last) = msgs.last().map(|m| m.seq) else {
-        return Ok(Vec::new());
+        return Ok(items);
     };
     let hidden = store
         .hidden_seqs(user, conversation_id, after, last + 1)
         .await?;
-    let mut frames: Vec<(u64, Option<ByteString>)> = Vec::with_capacity(msgs.len());
     let mut shown = Vec::new();
     for m in msgs {
         let seq = m.seq;
-        if hidden.contains(&seq) {
-            frames.push((
-                seq,
-                Some(view::deleted(conversation_id, seq, DeleteScope::Me, user)),
-            ));
+        let frame = if hidden.contains(&seq) {
+            Some(view::deleted(conversation_id, seq, DeleteScope::Me, user))
         } else if m.deleted {
-            frames.push((seq, Some(view::tombstone(&m))));
+            Some(view::tombstone(&m))
         } else {
-            frames.push((seq, None));
             shown.push(view::stored_message(m, user));
-        }
+            None
+        };
+        items.push(Owed {
+            first: seq,
+            last: seq,
+            frame,
+        });
     }
     decorate(store, user, conversation_id, &mut shown).await?;
     let mut shown = shown.into_iter();
-    for f in frames.iter_mut().filter(|f| f.1.is_none()) {
-        f.1 = shown.next().map(view::message);
+    for item in items.iter_mut().filter(|i| i.frame.is_none()) {
+        item.frame = shown.next().map(view::message);
     }
-    Ok(frames)
+    Ok(items)
 }
 
 pub struct SyncPage {
@@ -321,12 +344,12 @@ async fn sync_conversation(
     if pos.latest > pos.pushed && budget > 0 {
         let items =
             owed_frames(store, user, &dc.conversation_id, pos.pushed, budget as u32).await?;
-        for (seq, frame) in items {
-            if seq != pos.pushed + 1 {
+        for item in items {
+            if item.first != pos.pushed + 1 {
                 break;
             }
-            pos.pushed = seq;
-            if let Some(f) = frame {
+            pos.pushed = item.last;
+            if let Some(f) = item.frame {
                 page.frames.push(f);
                 budget -= 1;
             }

@@ -5,7 +5,7 @@
 //! reads (on what the store returns); the group-size limit for creating a group and for
 //! adding members; and each client-facing limit names the same error code everywhere.
 
-use crate::config::Limits;
+use crate::config::{Limits, RetentionConfig};
 use crate::error::{ApiError, ApiResult};
 use crate::storage::{ConversationState, MemberRow, Role, StoredMessage};
 use parley_protocol::{ConversationKind, PushTarget, SendFrame};
@@ -216,7 +216,39 @@ pub fn remove_member(state: &ConversationState, by: &str, user: &str) -> ApiResu
     Ok(())
 }
 
+/// Whether `by` may set the conversation's retention to `secs` (`None`: the deployment's
+/// default): a group admin, or either member of a direct conversation; at least
+/// `retention.min_secs` and never longer than the deployment's default (0: forever), so a
+/// conversation can only keep less than the operator decided.
+pub fn set_retention(
+    cfg: &RetentionConfig,
+    state: &ConversationState,
+    by: &str,
+    secs: Option<u64>,
+) -> ApiResult<()> {
+    let m = member(&state.members, by)?;
+    if state.row.kind == ConversationKind::Group && m.role != Role::Admin {
+        return Err(ApiError::forbidden(
+            "only a group admin may set the retention",
+        ));
+    }
+    let Some(secs) = secs else { return Ok(()) };
+    let max = if cfg.default_secs == 0 {
+        10 * 366 * 24 * 3600
+    } else {
+        cfg.default_secs
+    };
+    if secs < cfg.min_secs || secs > max {
+        return Err(ApiError::bad_request(format!(
+            "retention_secs must be between {} and {max}",
+            cfg.min_secs
+        )));
+    }
+    Ok(())
+}
+
 /// Whether `by` may retract `msg` for everyone: its sender within the window, or a group
+
 /// admin at any time.
 pub fn retract_for_everyone(
     state: &ConversationState,

@@ -207,6 +207,41 @@ pub fn receipt(conversation_id: &str, user_id: &str, kind: ReceiptKind, seq: u64
     })
 }
 
+/// Messages `from..=to` expired before the device got them (in place of them, as `sync` and
+/// catch-up go).
+pub fn expired(conversation_id: &str, from: u64, to: u64) -> ByteString {
+    json(&ServerFrame::Expired {
+        conversation_id: conversation_id.to_string(),
+        from_seq: from,
+        to_seq: to,
+    })
+}
+
+/// What a sender is told (live, and in `GET /v1/undeliverable`).
+pub fn undeliverable(u: &crate::storage::Undeliverable) -> parley_protocol::Undeliverable {
+    parley_protocol::Undeliverable {
+        conversation_id: u.conversation_id.clone(),
+        user_id: u.recipient_id.clone(),
+        device_id: u.device_id.clone(),
+        from_seq: u.from_seq,
+        to_seq: u.to_seq,
+        lost: u.lost,
+        ts: u.ts,
+    }
+}
+
+pub fn undeliverable_frame(u: &crate::storage::Undeliverable) -> ByteString {
+    json(&ServerFrame::Undeliverable(undeliverable(u)))
+}
+
+pub fn retention(conversation_id: &str, secs: Option<u64>, by: &str) -> ByteString {
+    json(&ServerFrame::Retention {
+        conversation_id: conversation_id.to_string(),
+        retention_secs: secs,
+        by: by.to_string(),
+    })
+}
+
 pub fn typing(conversation_id: &str, user_id: &str) -> ByteString {
     json(&ServerFrame::Typing {
         conversation_id: conversation_id.to_string(),

@@ -10,6 +10,7 @@ mod error;
 pub mod files;
 mod health;
 mod push;
+mod retention;
 pub mod slow;
 mod webclient;
 pub mod ws;
@@ -88,6 +89,22 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
     .route("/v1/devices", web::get().to(accounts::devices))
     .route("/v1/devices/{id}/push", web::put().to(accounts::set_push))
     .route("/v1/push/vapid", web::get().to(push::vapid))
+    .route(
+        "/v1/undeliverable",
+        web::get().to(retention::list_undeliverable),
+    )
+    .route(
+        "/v1/undeliverable",
+        web::delete().to(retention::clear_undeliverable),
+    )
+    .route(
+        "/v1/conversations/{id}/retention",
+        web::get().to(retention::get),
+    )
+    .route(
+        "/v1/conversations/{id}/retention",
+        web::put().to(retention::set),
+    )
     .route("/v1/conversations", web::post().to(conversations::create))
     .route("/v1/conversations", web::get().to(conversations::list))
     .route("/v1/conversations/{id}", web::get().to(conversations::get))

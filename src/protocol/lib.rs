@@ -350,6 +350,35 @@ pub enum ServerFrame {
         #[serde(flatten)]
         push: PushState,
     },
+    /// v1.1: messages `from_seq..=to_seq` expired (the conversation's retention) before this
+    /// device got them: the device holds the conversation up to `to_seq` from now on.
+    Expired {
+        conversation_id: String,
+        from_seq: u64,
+        to_seq: u64,
+    },
+    /// v1.1, to a sender: `lost` of its messages in `from_seq..=to_seq` expired before
+    /// `device_id` of `user_id` received them.
+    Undeliverable(Undeliverable),
+    /// v1.1: the conversation's own retention period changed (`None`: the deployment's).
+    Retention {
+        conversation_id: String,
+        retention_secs: Option<u64>,
+        by: String,
+    },
+}
+
+/// v1.1: what a sender is told of messages that expired undelivered (`undeliverable` frame,
+/// and `GET /v1/undeliverable`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Undeliverable {
+    pub conversation_id: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub from_seq: u64,
+    pub to_seq: u64,
+    pub lost: u64,
+    pub ts: i64,
 }
 
 impl ServerFrame {

@@ -123,6 +123,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(expire_idempotency(core.clone()));
+    actix_web::rt::spawn(crate::actors::sweep::run(core.clone()));
+
     start_push(&core)?;
     let shutdown_core = core.clone();
     actix_web::rt::spawn(async move {

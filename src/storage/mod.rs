@@ -9,12 +9,14 @@
 
 mod events;
 mod push;
+mod retention;
 #[cfg(feature = "scylla")]
 pub mod scylla;
 pub mod sqlite;
 
 pub use events::*;
 pub use push::*;
+pub use retention::*;
 
 use async_trait::async_trait;
 use parley_protocol::{Attachment, ConversationKind};
@@ -555,8 +557,35 @@ pub trait Store: Send + Sync + 'static {
     /// Unread messages over all the user's conversations (the badge), from its read cursors.
     async fn unread_total(&self, user_id: &str) -> StoreResult<u64>;
 
+    // -- retention (`retention.rs`)
+    async fn retention(&self, conversation_id: &str) -> StoreResult<Retention>;
+    /// Sets the conversation's own period (`None`: back to the deployment's default).
+    async fn set_retention(&self, conversation_id: &str, secs: Option<u64>) -> StoreResult<()>;
+    /// Purges the oldest messages sent before `before_ts`, at most `limit`, from the lowest
+    /// seq up (stopping at the first newer one): their rows, file grants, earlier versions,
+    /// reactions and the content of their events. All or nothing.
+    async fn expire(
+        &self,
+        conversation_id: &str,
+        before_ts: i64,
+        limit: u32,
+    ) -> StoreResult<Expired>;
+    /// Every device of every member, with its cursor in the conversation.
+    async fn member_devices(&self, conversation_id: &str) -> StoreResult<Vec<MemberDevice>>;
+    /// Records what senders are told, merging into each (sender, conversation, device) row:
+    /// its range widens and its count adds up.
+    async fn add_undeliverable(&self, rows: Vec<Undeliverable>) -> StoreResult<()>;
+    /// What the user was told and has not cleared, by conversation and device.
+    async fn undeliverable(&self, user_id: &str) -> StoreResult<Vec<Undeliverable>>;
+    /// Clears the user's rows recorded at or before `upto_ts`; returns how many.
+    async fn clear_undeliverable(&self, user_id: &str, upto_ts: i64) -> StoreResult<u64>;
+    /// Conversation ids after `after` in the store's own order, at most `limit`: every
+    /// conversation is visited by paging from "" until a short page.
+    async fn conversation_ids(&self, after: &str, limit: u32) -> StoreResult<Vec<String>>;
+
     // -- operations
     /// A tiny write that proves the write path works (readiness).
+
     async fn check_writable(&self) -> StoreResult<()>;
     /// Finishes queued writes and closes. Later calls fail with `Unavailable`.
     async fn close(&self);

@@ -16,6 +16,7 @@
 mod commit;
 mod edits;
 mod events;
+mod expiry;
 mod members;
 mod receipts;
 mod retraction;
@@ -258,6 +259,8 @@ impl Handler<Envelope> for ConvActor {
             ConvRequest::RemoveMember { by, user_id } => {
                 self.remove_member(by, user_id, answer, ctx)
             }
+            ConvRequest::SetRetention { by, secs } => self.set_retention(by, secs, answer, ctx),
+            ConvRequest::Expire { before_ts } => self.expire(before_ts, answer, ctx),
         }
     }
 }

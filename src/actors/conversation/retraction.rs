@@ -140,8 +140,14 @@ async fn write(core: &crate::actors::Core, e: MessageEvent, files: Vec<String>) 
         EventKind::Hide => return core.store.hide(e).await,
         _ => core.store.retract(e).await?,
     }
+    unlink_orphans(core, files).await;
+    Ok(())
+}
+
+/// Unlinks the blobs of `files` that nothing uses any more (after a retraction or a purge).
+pub(super) async fn unlink_orphans(core: &crate::actors::Core, files: Vec<String>) {
     if files.is_empty() {
-        return Ok(());
+        return;
     }
     match core.store.orphaned_blobs(files).await {
         Ok(blobs) => {
@@ -153,5 +159,4 @@ async fn write(core: &crate::actors::Core, e: MessageEvent, files: Vec<String>) 
         }
         Err(e) => tracing::warn!(error = %e, "blob cleanup failed"),
     }
-    Ok(())
 }

@@ -47,12 +47,13 @@ impl SessionActor {
                     };
                     let progressed = !items.is_empty();
                     let mut frames = Vec::new();
-                    for (seq, frame) in items {
-                        if seq == pos.pushed + 1 {
-                            pos.pushed = seq;
-                            frames.extend(frame);
+                    for item in items {
+                        if item.first == pos.pushed + 1 {
+                            pos.pushed = item.last;
+                            frames.extend(item.frame);
                         }
                     }
+
                     for f in frames {
                         act.enqueue(f, ctx);
                     }

@@ -99,6 +99,7 @@ pub(super) async fn create(
             .await?;
         set_device_cursors(s, id, user, 0).await?;
     }
+    super::retention::index(s, id).await?;
     Ok(CreateOutcome::Created)
 }
 
@@ -119,6 +120,10 @@ pub(super) async fn load(s: &ScyllaStore, id: &str) -> StoreResult<Option<Conver
     let members = members_of(s, id).await?;
     // A new owner continues from the stored maximum, repairing what a dead writer left.
     let last_seq = messages::last_seq(s, id, true).await?;
+    let retention = super::retention::get(s, id).await?;
+    let last_seq = last_seq.max(retention.expired_through);
+    super::retention::index(s, id).await?;
+
     let last_event_no = events::last_event(s, id).await?;
     Ok(Some(ConversationState {
         row,

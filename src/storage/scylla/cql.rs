@@ -156,6 +156,19 @@ stmts! {
     SET_MUTED_UNTIL = "INSERT INTO conversation_settings (user_id, conversation_id, muted_until) VALUES (?, ?, ?)", [Text, Text, BigInt];
     MUTED_UNTIL = "SELECT muted_until FROM conversation_settings WHERE user_id = ? AND conversation_id = ?", [Text, Text];
 
+    // retention
+    RETENTION = "SELECT retention_secs, expired_through FROM retention WHERE conversation_id = ?", [Text];
+    SET_RETENTION_SECS = "UPDATE retention SET retention_secs = ? WHERE conversation_id = ?", [BigInt, Text];
+    SET_EXPIRED_THROUGH = "UPDATE retention SET expired_through = ? WHERE conversation_id = ?", [BigInt, Text];
+    // conditional: message rows are written by LWTs
+    DELETE_MESSAGE = "DELETE FROM messages WHERE conversation_id = ? AND bucket = ? AND seq = ? IF EXISTS", [Text, BigInt, BigInt];
+    UNDELIVERABLE_ONE = "SELECT from_seq, to_seq, lost FROM undeliverable WHERE user_id = ? AND conversation_id = ? AND device_id = ?", [Text, Text, Text];
+    SET_UNDELIVERABLE = "INSERT INTO undeliverable (user_id, conversation_id, device_id, to_seq, from_seq, recipient_id, lost, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [Text, Text, Text, BigInt, BigInt, Text, BigInt, BigInt];
+    UNDELIVERABLE_OF_USER = "SELECT user_id, conversation_id, device_id, recipient_id, from_seq, to_seq, lost, ts FROM undeliverable WHERE user_id = ?", [Text];
+    DELETE_UNDELIVERABLE = "DELETE FROM undeliverable WHERE user_id = ? AND conversation_id = ? AND device_id = ?", [Text, Text, Text];
+    INDEX_CONVERSATION = "INSERT INTO conversation_index (shard, conversation_id) VALUES (?, ?)", [Int, Text];
+    INDEXED_CONVERSATIONS = "SELECT conversation_id FROM conversation_index WHERE shard = ? AND conversation_id > ? LIMIT ?", [Int, Text, Int];
+
     // operations
     SET_KV = "INSERT INTO kv (key, value) VALUES (?, ?)", [Text, Text];
 
@@ -173,6 +186,7 @@ pub const SCHEMA: &[(i32, &str)] = &[
     ),
     (3, include_str!("../../../schema/scylla/003_push.cql")),
     (4, include_str!("../../../schema/scylla/004_v1_1.cql")),
+    (8, include_str!("../../../schema/scylla/008_retention.cql")),
 ];
 
 /// The CQL type of `table.column` in the schema files (for the row-struct check in `rows`).

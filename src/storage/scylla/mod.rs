@@ -17,6 +17,7 @@ mod files;
 mod messages;
 mod migrate;
 mod push;
+mod retention;
 mod rows;
 mod users;
 
@@ -395,6 +396,31 @@ impl Store for ScyllaStore {
     }
     async fn unread_total(&self, user_id: &str) -> StoreResult<u64> {
         push::unread_total(self, user_id).await
+    }
+
+    async fn retention(&self, id: &str) -> StoreResult<Retention> {
+        retention::get(self, id).await
+    }
+    async fn set_retention(&self, id: &str, secs: Option<u64>) -> StoreResult<()> {
+        retention::set(self, id, secs).await
+    }
+    async fn expire(&self, id: &str, before_ts: i64, limit: u32) -> StoreResult<Expired> {
+        retention::expire(self, id, before_ts, limit).await
+    }
+    async fn member_devices(&self, id: &str) -> StoreResult<Vec<MemberDevice>> {
+        retention::member_devices(self, id).await
+    }
+    async fn add_undeliverable(&self, rows: Vec<Undeliverable>) -> StoreResult<()> {
+        retention::add_undeliverable(self, rows).await
+    }
+    async fn undeliverable(&self, user_id: &str) -> StoreResult<Vec<Undeliverable>> {
+        retention::undeliverable(self, user_id).await
+    }
+    async fn clear_undeliverable(&self, user_id: &str, upto_ts: i64) -> StoreResult<u64> {
+        retention::clear_undeliverable(self, user_id, upto_ts).await
+    }
+    async fn conversation_ids(&self, after: &str, limit: u32) -> StoreResult<Vec<String>> {
+        retention::conversation_ids(self, after, limit).await
     }
 
     async fn check_writable(&self) -> StoreResult<()> {

@@ -13,9 +13,9 @@ use crate::storage::{
     PushDone, PushJob, PushKind, PushRecipient, PushSchedule, PushTargetRow, StoreResult,
 };
 
-const SHARDS: i32 = 16;
+pub(super) const SHARDS: i32 = 16;
 
-fn shard(key: &str) -> i32 {
+pub(super) fn shard(key: &str) -> i32 {
     // FNV-1a: fixed, so every node and bridge agrees.
     let mut h: u32 = 0x811c9dc5;
     for b in key.bytes() {

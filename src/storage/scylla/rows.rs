@@ -7,8 +7,9 @@
 
 use super::super::{
     DeviceRow, EventKind, FileRow, MemberRow, MessageEvent, PushJob, PushKind, PushTargetRow, Role,
-    StoredMessage, UserRow,
+    StoredMessage, Undeliverable, UserRow,
 };
+
 use ::scylla::DeserializeRow;
 use parley_protocol::ConversationKind;
 
@@ -190,6 +191,35 @@ impl DeviceCols {
 }
 
 row!(
+    /// `UNDELIVERABLE_OF_USER`.
+    UndeliverableCols {
+        user_id: String,
+        conversation_id: String,
+        device_id: String,
+        recipient_id: String,
+        from_seq: i64,
+        to_seq: i64,
+        lost: i64,
+        ts: i64,
+    }
+);
+
+impl From<UndeliverableCols> for Undeliverable {
+    fn from(r: UndeliverableCols) -> Self {
+        Undeliverable {
+            user_id: r.user_id,
+            conversation_id: r.conversation_id,
+            device_id: r.device_id,
+            recipient_id: r.recipient_id,
+            from_seq: r.from_seq.max(0) as u64,
+            to_seq: r.to_seq.max(0) as u64,
+            lost: r.lost.max(0) as u64,
+            ts: r.ts,
+        }
+    }
+}
+
+row!(
     /// `PUSH_TARGET`.
     PushTargetCols {
         provider: String,
@@ -343,6 +373,7 @@ mod tests {
         (&cql::FILE_BY_ID, FileCols::COLUMNS),
         (&cql::IDEMPOTENCY, IdempotencyCols::COLUMNS),
         (&cql::DEVICE_CURSORS, DeviceCursorCols::COLUMNS),
+        (&cql::UNDELIVERABLE_OF_USER, UndeliverableCols::COLUMNS),
     ];
 
     fn rust_type(t: &str) -> CqlType {

@@ -101,7 +101,10 @@ pub(super) fn load(c: &Connection, id: &str) -> StoreResult<Option<ConversationS
         .collect::<Result<Vec<_>, _>>()
         .map_err(sql)?;
     let last_seq: i64 = c
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?1")
+        .prepare_cached(&format!(
+            "SELECT {} FROM conversations c WHERE conversation_id = ?1",
+            super::retention::last_seq_sql("c")
+        ))
         .and_then(|mut s| s.query_row([id], |r| r.get(0)))
         .map_err(sql)?;
     let last_event: i64 = c
@@ -190,9 +193,9 @@ pub(super) fn of_device(
     user_id: &str,
 ) -> StoreResult<Vec<DeviceConversation>> {
     let mut s = c
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT m.conversation_id,
-                    COALESCE((SELECT MAX(seq) FROM messages g WHERE g.conversation_id = m.conversation_id), 0),
+                    {},
                     COALESCE(dc.delivered_seq, m.joined_seq),
                     m.read_seq,
                     COALESCE(dc.event_cursor, 0),
@@ -201,7 +204,9 @@ pub(super) fn of_device(
              LEFT JOIN device_cursors dc ON dc.device_id = ?1 AND dc.conversation_id = m.conversation_id
              WHERE m.user_id = ?2
              ORDER BY m.conversation_id",
-        )
+            super::retention::last_seq_sql("m")
+        ))
+
         .map_err(sql)?;
     let rows = s
         .query_map(params![device_id, user_id], |r| {

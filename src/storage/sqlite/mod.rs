@@ -15,6 +15,7 @@ mod messages;
 mod migrate;
 mod push;
 mod readers;
+mod retention;
 mod rows;
 mod users;
 mod writer;
@@ -423,6 +424,47 @@ impl Store for SqliteStore {
     async fn unread_total(&self, user_id: &str) -> StoreResult<u64> {
         let u = user_id.to_string();
         self.read(move |c| push::unread_total(c, &u)).await
+    }
+
+    async fn retention(&self, conversation_id: &str) -> StoreResult<Retention> {
+        let id = conversation_id.to_string();
+        self.read(move |c| retention::get(c, &id)).await
+    }
+    async fn set_retention(&self, conversation_id: &str, secs: Option<u64>) -> StoreResult<()> {
+        let id = conversation_id.to_string();
+        self.write(move |c| retention::set(c, &id, secs)).await
+    }
+    async fn expire(
+        &self,
+        conversation_id: &str,
+        before_ts: i64,
+        limit: u32,
+    ) -> StoreResult<Expired> {
+        let id = conversation_id.to_string();
+        self.write(move |c| retention::expire(c, &id, before_ts, limit))
+            .await
+    }
+    async fn member_devices(&self, conversation_id: &str) -> StoreResult<Vec<MemberDevice>> {
+        let id = conversation_id.to_string();
+        self.read(move |c| retention::member_devices(c, &id)).await
+    }
+    async fn add_undeliverable(&self, rows: Vec<Undeliverable>) -> StoreResult<()> {
+        self.write(move |c| retention::add_undeliverable(c, &rows))
+            .await
+    }
+    async fn undeliverable(&self, user_id: &str) -> StoreResult<Vec<Undeliverable>> {
+        let user = user_id.to_string();
+        self.read(move |c| retention::undeliverable(c, &user)).await
+    }
+    async fn clear_undeliverable(&self, user_id: &str, upto_ts: i64) -> StoreResult<u64> {
+        let user = user_id.to_string();
+        self.write(move |c| retention::clear_undeliverable(c, &user, upto_ts))
+            .await
+    }
+    async fn conversation_ids(&self, after: &str, limit: u32) -> StoreResult<Vec<String>> {
+        let after = after.to_string();
+        self.read(move |c| retention::conversation_ids(c, &after, limit))
+            .await
     }
 
     async fn check_writable(&self) -> StoreResult<()> {

@@ -50,13 +50,15 @@ pub(super) fn create_device(c: &Connection, d: &DeviceRow) -> StoreResult<()> {
     )
     .and_then(|mut s| s.execute(params![d.device_id, d.user_id, d.name, d.created_at]))
     .map_err(sql)?;
-    c.prepare_cached(
+    c.prepare_cached(&format!(
         "INSERT OR IGNORE INTO device_cursors (device_id, conversation_id, delivered_seq, event_cursor)
          SELECT ?1, m.conversation_id,
-                MAX(m.joined_seq, COALESCE((SELECT MAX(seq) FROM messages g WHERE g.conversation_id = m.conversation_id), 0)),
+                MAX(m.joined_seq, {}),
                 COALESCE((SELECT MAX(event_no) FROM events r WHERE r.conversation_id = m.conversation_id), 0)
          FROM members m WHERE m.user_id = ?2",
-    )
+        super::retention::last_seq_sql("m")
+    ))
+
     .and_then(|mut s| s.execute(params![d.device_id, d.user_id]))
     .map_err(sql)?;
     Ok(())

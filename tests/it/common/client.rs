@@ -105,7 +105,7 @@ impl Client {
         }
     }
 
-    /// Syncs until `more` is false; returns every message and deleted frame received.
+    /// Syncs until `more` is false; returns every message, deleted and expired frame received.
     pub async fn sync_all(&mut self, limit: u32) -> Vec<Value> {
         let mut out = Vec::new();
         for round in 0..1000 {
@@ -115,7 +115,7 @@ impl Client {
             loop {
                 let v = self.next().await;
                 match v["type"].as_str().unwrap() {
-                    "message" | "deleted" => out.push(v),
+                    "message" | "deleted" | "expired" => out.push(v),
                     "synced" if v["id"] == id => {
                         if v["more"] == false {
                             return out;

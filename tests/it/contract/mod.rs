@@ -9,7 +9,9 @@ mod edits;
 mod files;
 mod messaging;
 mod push;
+mod retention;
 mod retraction;
+
 mod rough_edges;
 
 mod sync;

@@ -8,6 +8,7 @@ mod conversations;
 mod events;
 mod messages;
 mod push;
+mod retention;
 
 pub(super) use parley::config::Config;
 pub(super) use parley::metrics::Metrics;
@@ -100,6 +101,9 @@ macro_rules! checks {
         $m!(conversations::direct_pairs_members_and_devices);
         $m!(push::outbox_schedules_collapses_leases_and_completes);
         $m!(push::dead_targets_mute_and_badge);
+        $m!(retention::expiry_purges_a_prefix_and_keeps_the_last_seq);
+        $m!(retention::undeliverable_rows_merge_and_clear);
+        $m!(retention::the_walk_visits_every_conversation_once);
     };
 }
 
