@@ -7,6 +7,7 @@ mod client;
 mod connect;
 mod direct;
 mod group;
+mod receipts;
 mod soak;
 mod storm;
 
@@ -66,6 +67,18 @@ enum Cmd {
         rate: u64,
         #[arg(long, default_value_t = 10)]
         duration: u64,
+    },
+    /// One large group: K messages, every member marks each received and read; the time
+    /// until the sender's receipt summaries show all, their count, and the receipts endpoint.
+    Receipts {
+        /// Members, the sender included (each its own device and socket).
+        #[arg(long, default_value_t = 1000)]
+        size: usize,
+        #[arg(long, default_value_t = 20)]
+        messages: u64,
+        /// Milliseconds between sends.
+        #[arg(long, default_value_t = 500)]
+        gap_ms: u64,
     },
     /// K devices go offline, messages pile up, all reconnect at once and sync.
     Storm {
@@ -179,6 +192,9 @@ fn print_summary(r: &Value) {
         "delivery_latency",
         "latency_to_last_member",
         "time_to_synced",
+        "time_to_all_delivered",
+        "time_to_all_read",
+        "receipts_page_latency",
     ] {
         if let Some(h) = r.get(k).filter(|v| v.is_object()) {
             eprintln!(
@@ -221,6 +237,11 @@ async fn main() {
             rate,
             duration,
         } => group::group(&url, groups, size, rate, duration).await,
+        Cmd::Receipts {
+            size,
+            messages,
+            gap_ms,
+        } => receipts::receipts(&url, size, messages, gap_ms).await,
         Cmd::Storm {
             clients,
             senders,

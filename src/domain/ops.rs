@@ -11,7 +11,7 @@
 //! round-trips every variant.
 
 use crate::error::ApiError;
-use parley_protocol::{Attachment, Conversation, DeleteScope, ReceiptKind};
+use parley_protocol::{Attachment, Conversation, DeleteScope, ReceiptKind, ReceiptPage};
 use serde::{Deserialize, Serialize};
 
 /// The user and device a request acts for (from a verified token).
@@ -82,6 +82,15 @@ pub enum ConvRequest {
         by: Caller,
         user_id: String,
     },
+    /// v1.1: who received (`Delivered`) or read the caller's message at `seq`: the counts
+    /// and a page of users of `kind` after `after` (by user id), at most `limit`.
+    Receipts {
+        by: Caller,
+        seq: u64,
+        kind: ReceiptKind,
+        after: Option<String>,
+        limit: u32,
+    },
 }
 
 impl ConvRequest {
@@ -94,7 +103,8 @@ impl ConvRequest {
             | ConvRequest::Edit { by, .. }
             | ConvRequest::React { by, .. }
             | ConvRequest::AddMembers { by, .. }
-            | ConvRequest::RemoveMember { by, .. } => by,
+            | ConvRequest::RemoveMember { by, .. }
+            | ConvRequest::Receipts { by, .. } => by,
         }
     }
 
@@ -146,6 +156,7 @@ pub enum ConvReply {
     Ack(AckInfo),
     Conversation(Conversation),
     Done,
+    Receipts(ReceiptPage),
 }
 
 pub type ConvResult = Result<ConvReply, ApiError>;
@@ -156,6 +167,14 @@ impl ConvReply {
             ConvReply::Ack(a) => Ok(a),
             other => Err(ApiError::internal(format!(
                 "expected an ack, got {other:?}"
+            ))),
+        }
+    }
+    pub fn into_receipts(self) -> Result<ReceiptPage, ApiError> {
+        match self {
+            ConvReply::Receipts(p) => Ok(p),
+            other => Err(ApiError::internal(format!(
+                "expected receipts, got {other:?}"
             ))),
         }
     }
@@ -240,6 +259,13 @@ mod tests {
                 by: caller(),
                 user_id: "a".into(),
             },
+            ConvRequest::Receipts {
+                by: caller(),
+                seq: 4,
+                kind: ReceiptKind::Delivered,
+                after: Some("u7".into()),
+                limit: 50,
+            },
         ];
         for r in requests {
             round_trip(r);
@@ -269,6 +295,24 @@ mod tests {
             Ok(ConvReply::Ack(ack)),
             Ok(ConvReply::Conversation(conv)),
             Ok(ConvReply::Done),
+            Ok(ConvReply::Receipts(parley_protocol::ReceiptPage {
+                conversation_id: "k".into(),
+                seq: 4,
+                recipients: 3,
+                delivered: 2,
+                read: 1,
+                users: vec![
+                    parley_protocol::ReceiptUser {
+                        user_id: "a".into(),
+                        at: Some(7),
+                    },
+                    parley_protocol::ReceiptUser {
+                        user_id: "b".into(),
+                        at: None,
+                    },
+                ],
+                more: true,
+            })),
             Err(ApiError::new(ErrorCode::Forbidden, "no")),
         ];
         for r in results {

@@ -7,7 +7,7 @@
 //! out. It also owns the members' receipt positions (`receipts`), so that a receipt is
 //! computed in one place and never moves backwards, the member list (`members`), and the
 //! event log (`events`: retraction and hiding in `retraction`, edits and reactions in
-//! `edits`).
+//! `edits`), and it answers who received and read a message (`summaries`).
 //!
 //! Every operation arrives as one `Envelope` holding a `ConvRequest`, from this node or
 //! forwarded from another: `handle` below is the one dispatch, and each operation's handler
@@ -19,6 +19,7 @@ mod events;
 mod members;
 mod receipts;
 mod retraction;
+mod summaries;
 
 use super::core::Core;
 use super::envelope::{Envelope, Relinquish, Reply, MAILBOX};
@@ -65,6 +66,8 @@ pub struct ConvActor {
     /// Event writes waiting for their turn, and whether one is being written (`events`).
     events: VecDeque<events::EventWrite>,
     event_writing: bool,
+    /// Live receipt summaries of a large group (`summaries`).
+    summaries: summaries::Summaries,
 }
 
 /// Where the result of one request goes: its reply channel, or (for fire-and-forget
@@ -118,6 +121,7 @@ impl ConvActor {
             notify_again: false,
             events: VecDeque::new(),
             event_writing: false,
+            summaries: summaries::Summaries::default(),
         }
     }
 
@@ -183,7 +187,10 @@ impl Actor for ConvActor {
         self.load(ctx);
         let idle = Duration::from_secs(self.core.config.actors.conversation_idle_secs.max(1));
         ctx.run_interval(idle.min(Duration::from_secs(30)), move |act, ctx| {
-            let idle_now = !act.committing && act.pending.is_empty() && act.events_idle();
+            let idle_now = !act.committing
+                && act.pending.is_empty()
+                && act.events_idle()
+                && act.summaries.idle();
             if idle_now && act.last_activity.elapsed() >= idle {
                 act.core.conversations.remove_if(&act.id, act.generation);
                 ctx.stop();
@@ -258,6 +265,23 @@ impl Handler<Envelope> for ConvActor {
             ConvRequest::RemoveMember { by, user_id } => {
                 self.remove_member(by, user_id, answer, ctx)
             }
+            ConvRequest::Receipts {
+                by,
+                seq,
+                kind,
+                after,
+                limit,
+            } => self.receipts(
+                summaries::ReceiptQuery {
+                    by,
+                    seq,
+                    kind,
+                    after,
+                    limit,
+                },
+                answer,
+                ctx,
+            ),
         }
     }
 }

@@ -8,6 +8,7 @@ mod conversations;
 mod events;
 mod messages;
 mod push;
+mod receipts;
 
 pub(super) use parley::config::Config;
 pub(super) use parley::metrics::Metrics;
@@ -100,6 +101,7 @@ macro_rules! checks {
         $m!(conversations::direct_pairs_members_and_devices);
         $m!(push::outbox_schedules_collapses_leases_and_completes);
         $m!(push::dead_targets_mute_and_badge);
+        $m!(receipts::receipt_marks_time_each_seq_and_keep_the_latest);
     };
 }
 
