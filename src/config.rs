@@ -98,6 +98,11 @@ pub struct GatewayConfig {
 #[serde(deny_unknown_fields)]
 pub struct ActorConfig {
     pub conversation_idle_secs: u64,
+    /// Groups with at least this many members send their senders `receipt_summary` frames
+    /// instead of one `receipt` per member (v1.1).
+    pub receipt_summary_min_members: usize,
+    /// At most one `receipt_summary` per message per this many ms.
+    pub receipt_summary_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

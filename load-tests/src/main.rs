@@ -8,6 +8,7 @@ mod connect;
 mod direct;
 mod group;
 mod push;
+mod receipts;
 mod soak;
 mod storm;
 
@@ -67,6 +68,18 @@ enum Cmd {
         rate: u64,
         #[arg(long, default_value_t = 10)]
         duration: u64,
+    },
+    /// One large group: K messages, every member marks each received and read; the time
+    /// until the sender's receipt summaries show all, their count, and the receipts endpoint.
+    Receipts {
+        /// Members, the sender included (each its own device and socket).
+        #[arg(long, default_value_t = 1000)]
+        size: usize,
+        #[arg(long, default_value_t = 20)]
+        messages: u64,
+        /// Milliseconds between sends.
+        #[arg(long, default_value_t = 500)]
+        gap_ms: u64,
     },
     /// K devices go offline, messages pile up, all reconnect at once and sync.
     Storm {
@@ -200,6 +213,9 @@ fn print_summary(r: &Value) {
         "latency_to_last_member",
         "commit_to_accept",
         "time_to_synced",
+        "time_to_all_delivered",
+        "time_to_all_read",
+        "receipts_page_latency",
     ] {
         if let Some(h) = r.get(k).filter(|v| v.is_object()) {
             eprintln!(
@@ -242,6 +258,11 @@ async fn main() {
             rate,
             duration,
         } => group::group(&url, groups, size, rate, duration).await,
+        Cmd::Receipts {
+            size,
+            messages,
+            gap_ms,
+        } => receipts::receipts(&url, size, messages, gap_ms).await,
         Cmd::Storm {
             clients,
             senders,

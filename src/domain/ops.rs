@@ -11,7 +11,7 @@
 //! round-trips every variant.
 
 use crate::error::ApiError;
-use parley_protocol::{Attachment, Conversation, DeleteScope, ReceiptKind};
+use parley_protocol::{Attachment, Conversation, DeleteScope, ReceiptKind, ReceiptPage};
 use serde::{Deserialize, Serialize};
 
 /// The user and device a request acts for (from a verified token).
@@ -82,6 +82,15 @@ pub enum ConvRequest {
         by: Caller,
         user_id: String,
     },
+    /// v1.1: who received (`Delivered`) or read the caller's message at `seq`: the counts
+    /// and a page of users of `kind` after `after` (by user id), at most `limit`.
+    Receipts {
+        by: Caller,
+        seq: u64,
+        kind: ReceiptKind,
+        after: Option<String>,
+        limit: u32,
+    },
     /// v1.1: the conversation's own retention period (`None`: the deployment's default).
     SetRetention {
         by: Caller,
@@ -111,7 +120,9 @@ impl ConvRequest {
             | ConvRequest::React { by, .. }
             | ConvRequest::AddMembers { by, .. }
             | ConvRequest::RemoveMember { by, .. }
+            | ConvRequest::Receipts { by, .. }
             | ConvRequest::SetRetention { by, .. } => by,
+
             ConvRequest::Expire { .. } => &SYSTEM,
         }
     }
@@ -164,6 +175,7 @@ pub enum ConvReply {
     Ack(AckInfo),
     Conversation(Conversation),
     Done,
+    Receipts(ReceiptPage),
     /// How many messages an `Expire` purged.
     Purged(u64),
 }
@@ -176,6 +188,14 @@ impl ConvReply {
             ConvReply::Ack(a) => Ok(a),
             other => Err(ApiError::internal(format!(
                 "expected an ack, got {other:?}"
+            ))),
+        }
+    }
+    pub fn into_receipts(self) -> Result<ReceiptPage, ApiError> {
+        match self {
+            ConvReply::Receipts(p) => Ok(p),
+            other => Err(ApiError::internal(format!(
+                "expected receipts, got {other:?}"
             ))),
         }
     }
@@ -260,6 +280,13 @@ mod tests {
                 by: caller(),
                 user_id: "a".into(),
             },
+            ConvRequest::Receipts {
+                by: caller(),
+                seq: 4,
+                kind: ReceiptKind::Delivered,
+                after: Some("u7".into()),
+                limit: 50,
+            },
             ConvRequest::SetRetention {
                 by: caller(),
                 secs: Some(3600),
@@ -294,6 +321,24 @@ mod tests {
             Ok(ConvReply::Ack(ack)),
             Ok(ConvReply::Conversation(conv)),
             Ok(ConvReply::Done),
+            Ok(ConvReply::Receipts(parley_protocol::ReceiptPage {
+                conversation_id: "k".into(),
+                seq: 4,
+                recipients: 3,
+                delivered: 2,
+                read: 1,
+                users: vec![
+                    parley_protocol::ReceiptUser {
+                        user_id: "a".into(),
+                        at: Some(7),
+                    },
+                    parley_protocol::ReceiptUser {
+                        user_id: "b".into(),
+                        at: None,
+                    },
+                ],
+                more: true,
+            })),
             Ok(ConvReply::Purged(7)),
             Err(ApiError::new(ErrorCode::Forbidden, "no")),
         ];

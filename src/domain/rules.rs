@@ -247,9 +247,39 @@ pub fn set_retention(
     Ok(())
 }
 
-/// Whether `by` may retract `msg` for everyone: its sender within the window, or a group
+/// Whether the message at `seq` is one `by` can see (else `not_found`).
+pub fn visible_seq(by: &MemberRow, seq: u64, last_seq: u64) -> ApiResult<()> {
+    if seq == 0 || seq > last_seq || seq <= by.joined_seq {
+        return Err(ApiError::not_found("no such message"));
+    }
+    Ok(())
+}
 
+/// Whether `by` may see who received and read a message sent by `sender`: its sender only.
+pub fn see_receipts(by: &MemberRow, sender: &str) -> ApiResult<()> {
+    if sender != by.user_id {
+        return Err(ApiError::forbidden(
+            "only the sender sees who received and read a message",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `m` counts among the recipients of the message at `seq` sent by `sender`: a member
+/// who joined before it, other than its sender.
+pub fn receipt_recipient(m: &MemberRow, sender: &str, seq: u64) -> bool {
+    m.user_id != sender && m.joined_seq < seq
+}
+
+/// Whether senders in this conversation get coalesced `receipt_summary` frames instead of one
+/// `receipt` per member (groups of at least `min_members`).
+pub fn summarised(state: &ConversationState, min_members: usize) -> bool {
+    state.row.kind == ConversationKind::Group && state.members.len() >= min_members
+}
+
+/// Whether `by` may retract `msg` for everyone: its sender within the window, or a group
 /// admin at any time.
+
 pub fn retract_for_everyone(
     state: &ConversationState,
     by: &MemberRow,

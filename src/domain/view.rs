@@ -9,7 +9,7 @@ use super::broadcast::QuoteInfo;
 use super::ops::AckInfo;
 use crate::error::ApiError;
 use crate::storage::{
-    ConversationState, NewMessage, PushTargetRow, ReactionCount, Role, StoredMessage,
+    ConversationState, MemberRow, NewMessage, PushTargetRow, ReactionCount, Role, StoredMessage,
 };
 use bytestring::ByteString;
 use parley_protocol::{
@@ -240,6 +240,44 @@ pub fn retention(conversation_id: &str, secs: Option<u64>, by: &str) -> ByteStri
         retention_secs: secs,
         by: by.to_string(),
     })
+}
+
+/// v1.1: a message's receipt counts, for its sender in a large group.
+pub fn receipt_summary(conversation_id: &str, seq: u64, c: ReceiptCounts) -> ByteString {
+    json(&ServerFrame::ReceiptSummary {
+        conversation_id: conversation_id.to_string(),
+        seq,
+        recipients: c.recipients,
+        delivered: c.delivered,
+        read: c.read,
+    })
+}
+
+/// How many recipients a message has, and how many of them received and read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiptCounts {
+    pub recipients: u64,
+    pub delivered: u64,
+    pub read: u64,
+}
+
+/// The receipts of the message at `seq` sent by `sender`, from the members' positions: one
+/// pass over the members, whatever the history.
+pub fn receipt_counts(members: &[MemberRow], sender: &str, seq: u64) -> ReceiptCounts {
+    let mut c = ReceiptCounts {
+        recipients: 0,
+        delivered: 0,
+        read: 0,
+    };
+    for m in members
+        .iter()
+        .filter(|m| super::rules::receipt_recipient(m, sender, seq))
+    {
+        c.recipients += 1;
+        c.delivered += u64::from(m.delivered_seq.max(m.read_seq) >= seq);
+        c.read += u64::from(m.read_seq >= seq);
+    }
+    c
 }
 
 pub fn typing(conversation_id: &str, user_id: &str) -> ByteString {

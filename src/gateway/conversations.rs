@@ -210,3 +210,37 @@ pub async fn versions(
         "versions": versions.into_iter().map(view::version).collect::<Vec<_>>(),
     })))
 }
+
+#[derive(Deserialize)]
+pub struct ReceiptQuery {
+    kind: Option<parley_protocol::ReceiptKind>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+/// v1.1: who received and read a message, for its sender: counts and a page of users with
+/// times. The conversation's actor answers, from the positions it owns.
+pub async fn receipts(
+    core: web::Data<Core>,
+    caller: Caller,
+    path: web::Path<(String, u64)>,
+    q: web::Query<ReceiptQuery>,
+) -> ApiResult<HttpResponse> {
+    let (id, seq) = path.into_inner();
+    let q = q.into_inner();
+    let l = &core.config.limits;
+    let request = ConvRequest::Receipts {
+        by: caller,
+        seq,
+        kind: q.kind.unwrap_or(parley_protocol::ReceiptKind::Read),
+        after: q.after,
+        limit: q
+            .limit
+            .unwrap_or(l.default_page)
+            .clamp(1, l.max_group_members as u32),
+    };
+    let page = ask(&core.into_inner(), &id, request)
+        .await?
+        .into_receipts()?;
+    Ok(HttpResponse::Ok().json(page))
+}

@@ -125,6 +125,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
         web::get().to(conversations::versions),
     )
     .route(
+        "/v1/conversations/{id}/messages/{seq}/receipts",
+        web::get().to(conversations::receipts),
+    )
+    .route(
         "/v1/conversations/{id}/settings",
         web::put().to(conversations::set_settings),
     )

@@ -126,3 +126,26 @@ pub struct MessageVersion {
     /// When the next version replaced it.
     pub replaced_at: i64,
 }
+
+/// v1.1: who received or read a message (`GET .../messages/{seq}/receipts`), for its sender.
+/// Counts cover every recipient (members who joined before the message, not its sender); a
+/// page of `users` lists the ones of the asked kind, by user id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceiptPage {
+    pub conversation_id: String,
+    pub seq: u64,
+    pub recipients: u64,
+    pub delivered: u64,
+    pub read: u64,
+    pub users: Vec<ReceiptUser>,
+    pub more: bool,
+}
+
+/// One user in a `ReceiptPage`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceiptUser {
+    pub user_id: String,
+    /// When the user's cursor passed the message (ms since the epoch); an upper bound when
+    /// the marks of that moment were dropped, `null` when none is kept (see the protocol).
+    pub at: Option<i64>,
+}

@@ -291,6 +291,15 @@ pub enum ServerFrame {
         kind: ReceiptKind,
         seq: u64,
     },
+    /// v1.1: in a large group, how many recipients have received and read the sender's
+    /// message `seq` (coalesced: at most one per message per interval; replaces `receipt`).
+    ReceiptSummary {
+        conversation_id: String,
+        seq: u64,
+        recipients: u64,
+        delivered: u64,
+        read: u64,
+    },
     Deleted {
         conversation_id: String,
         seq: u64,

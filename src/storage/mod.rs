@@ -19,7 +19,7 @@ pub use push::*;
 pub use retention::*;
 
 use async_trait::async_trait;
-use parley_protocol::{Attachment, ConversationKind};
+use parley_protocol::{Attachment, ConversationKind, ReceiptKind};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -310,6 +310,27 @@ pub enum CursorUpdate {
         conversation_id: String,
         seq: u64,
     },
+    /// v1.1: the user's `kind` position moved to `seq` at `ts`: a receipt mark. The store
+    /// keeps the latest `RECEIPT_MARKS_KEPT` marks per (conversation, user, kind).
+    Mark {
+        conversation_id: String,
+        user_id: String,
+        kind: ReceiptKind,
+        seq: u64,
+        ts: i64,
+    },
+}
+
+/// Receipt marks kept per (conversation, user, kind): enough to time a member's recent
+/// moves, bounded whatever the conversation's history.
+pub const RECEIPT_MARKS_KEPT: usize = 32;
+
+/// A receipt kind as the stores keep it.
+pub fn receipt_kind_str(kind: ReceiptKind) -> &'static str {
+    match kind {
+        ReceiptKind::Delivered => "delivered",
+        ReceiptKind::Read => "read",
+    }
 }
 
 /// One conversation as a device sees it when it connects or syncs.
@@ -478,6 +499,16 @@ pub trait Store: Send + Sync + 'static {
 
     // -- cursors and idempotency
     async fn advance_cursors(&self, updates: Vec<CursorUpdate>) -> StoreResult<()>;
+    /// For each of `user_ids`, the time of its first kept `kind` mark at or above `seq` (the
+    /// moment its cursor passed `seq`, or an upper bound of it when older marks were dropped;
+    /// `None`: no such mark), in the order asked.
+    async fn receipt_times(
+        &self,
+        conversation_id: &str,
+        kind: ReceiptKind,
+        seq: u64,
+        user_ids: Vec<String>,
+    ) -> StoreResult<Vec<(String, Option<i64>)>>;
     /// Drops idempotency keys older than `before_ts`; returns how many.
     async fn expire_idempotency(&self, before_ts: i64) -> StoreResult<u64>;
     /// True when idempotency keys expire by themselves (a TTL) after

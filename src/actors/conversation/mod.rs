@@ -7,7 +7,7 @@
 //! out. It also owns the members' receipt positions (`receipts`), so that a receipt is
 //! computed in one place and never moves backwards, the member list (`members`), and the
 //! event log (`events`: retraction and hiding in `retraction`, edits and reactions in
-//! `edits`).
+//! `edits`), and it answers who received and read a message (`summaries`).
 //!
 //! Every operation arrives as one `Envelope` holding a `ConvRequest`, from this node or
 //! forwarded from another: `handle` below is the one dispatch, and each operation's handler
@@ -20,6 +20,7 @@ mod expiry;
 mod members;
 mod receipts;
 mod retraction;
+mod summaries;
 
 use super::core::Core;
 use super::envelope::{Envelope, Relinquish, Reply, MAILBOX};
@@ -66,6 +67,8 @@ pub struct ConvActor {
     /// Event writes waiting for their turn, and whether one is being written (`events`).
     events: VecDeque<events::EventWrite>,
     event_writing: bool,
+    /// Live receipt summaries of a large group (`summaries`).
+    summaries: summaries::Summaries,
 }
 
 /// Where the result of one request goes: its reply channel, or (for fire-and-forget
@@ -119,6 +122,7 @@ impl ConvActor {
             notify_again: false,
             events: VecDeque::new(),
             event_writing: false,
+            summaries: summaries::Summaries::default(),
         }
     }
 
@@ -184,7 +188,10 @@ impl Actor for ConvActor {
         self.load(ctx);
         let idle = Duration::from_secs(self.core.config.actors.conversation_idle_secs.max(1));
         ctx.run_interval(idle.min(Duration::from_secs(30)), move |act, ctx| {
-            let idle_now = !act.committing && act.pending.is_empty() && act.events_idle();
+            let idle_now = !act.committing
+                && act.pending.is_empty()
+                && act.events_idle()
+                && act.summaries.idle();
             if idle_now && act.last_activity.elapsed() >= idle {
                 act.core.conversations.remove_if(&act.id, act.generation);
                 ctx.stop();
@@ -261,6 +268,23 @@ impl Handler<Envelope> for ConvActor {
             }
             ConvRequest::SetRetention { by, secs } => self.set_retention(by, secs, answer, ctx),
             ConvRequest::Expire { before_ts } => self.expire(before_ts, answer, ctx),
+            ConvRequest::Receipts {
+                by,
+                seq,
+                kind,
+                after,
+                limit,
+            } => self.receipts(
+                summaries::ReceiptQuery {
+                    by,
+                    seq,
+                    kind,
+                    after,
+                    limit,
+                },
+                answer,
+                ctx,
+            ),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! A device's `received` / `read` moves its own cursor and its user's delivered / read
 //! position (each stored as `max(old, new)`). Once the move is durable, the senders of the
 //! newly covered messages get a `receipt` (and, for `read`, the reader's other devices), at
-//! most once per position: receipts never go backwards.
+//! most once per position: receipts never go backwards. In a large group the senders get
+//! coalesced `receipt_summary` frames instead (`summaries`). Each move is also stored as a
+//! receipt mark (seq, time), which times the receipts endpoint's users.
 
 use super::{Answer, ConvActor};
 use crate::domain::broadcast::Devices;
@@ -56,6 +58,17 @@ impl ConvActor {
                 seq,
             });
         }
+        // v1.1: when each position moved, for the receipts endpoint's times.
+        let ts = crate::ids::now_ms();
+        for (kind, _, seq) in &moves {
+            updates.push(CursorUpdate::Mark {
+                conversation_id: self.id.to_string(),
+                user_id: by.user_id.clone(),
+                kind: *kind,
+                seq: *seq,
+                ts,
+            });
+        }
         answer.send(&self.core, Ok(ConvReply::Done));
         let read_moved = moves.iter().any(|m| m.0 == ReceiptKind::Read);
         let core = self.core.clone();
@@ -106,6 +119,10 @@ impl ConvActor {
         if kind == ReceiptKind::Read {
             self.core
                 .send_frame(&[&user], &frame, Devices::Except(by.device_id.clone()));
+        }
+        // A large group's senders get coalesced counts instead (`summaries`).
+        if self.summarised() {
+            return self.summaries_changed(ctx, &user, old, new);
         }
         // Senders of (old, new]: from the recent ring if it covers the range, else storage.
         let covered = self.recent.front().is_some_and(|(s, _)| *s <= old + 1);

@@ -172,6 +172,12 @@ stmts! {
     // operations
     SET_KV = "INSERT INTO kv (key, value) VALUES (?, ?)", [Text, Text];
 
+    // receipt marks (schema 007): the latest RECEIPT_MARKS_KEPT per (conversation, user, kind)
+    INSERT_RECEIPT_MARK = "INSERT INTO receipt_marks (conversation_id, user_id, kind, seq, ts) VALUES (?, ?, ?, ?, ?)", [Text, Text, Text, BigInt, BigInt];
+    RECEIPT_MARK_SEQS = "SELECT seq FROM receipt_marks WHERE conversation_id = ? AND user_id = ? AND kind = ? ORDER BY seq DESC LIMIT ?", [Text, Text, Text, Int];
+    DROP_RECEIPT_MARKS_BELOW = "DELETE FROM receipt_marks WHERE conversation_id = ? AND user_id = ? AND kind = ? AND seq < ?", [Text, Text, Text, BigInt];
+    RECEIPT_MARK_FROM = "SELECT seq, ts FROM receipt_marks WHERE conversation_id = ? AND user_id = ? AND kind = ? AND seq >= ? LIMIT 1", [Text, Text, Text, BigInt];
+
     // migrations
     SCHEMA_VERSION = "SELECT version FROM schema_version WHERE id = ?", [Text];
     SET_SCHEMA_VERSION = "INSERT INTO schema_version (id, version) VALUES (?, ?)", [Text, Int];
@@ -186,6 +192,7 @@ pub const SCHEMA: &[(i32, &str)] = &[
     ),
     (3, include_str!("../../../schema/scylla/003_push.cql")),
     (4, include_str!("../../../schema/scylla/004_v1_1.cql")),
+    (7, include_str!("../../../schema/scylla/007_receipts.cql")),
     (8, include_str!("../../../schema/scylla/008_retention.cql")),
 ];
 

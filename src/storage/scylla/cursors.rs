@@ -50,6 +50,17 @@ pub(super) async fn advance(s: &ScyllaStore, updates: Vec<CursorUpdate>) -> Stor
                 user_id,
                 seq,
             ),
+            CursorUpdate::Mark {
+                conversation_id,
+                user_id,
+                kind,
+                seq,
+                ts,
+            } => {
+                let key = (conversation_id.as_str(), user_id.as_str(), kind);
+                super::receipts::record(s, key, seq, ts).await?;
+                continue;
+            }
         };
         for stmt in stmts {
             s.lwt(stmt, (bigint(v), a.as_str(), b.as_str(), bigint(v)))

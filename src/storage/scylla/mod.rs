@@ -17,6 +17,7 @@ mod files;
 mod messages;
 mod migrate;
 mod push;
+mod receipts;
 mod retention;
 mod rows;
 mod users;
@@ -321,6 +322,15 @@ impl Store for ScyllaStore {
 
     async fn advance_cursors(&self, updates: Vec<CursorUpdate>) -> StoreResult<()> {
         cursors::advance(self, updates).await
+    }
+    async fn receipt_times(
+        &self,
+        conversation_id: &str,
+        kind: parley_protocol::ReceiptKind,
+        seq: u64,
+        user_ids: Vec<String>,
+    ) -> StoreResult<Vec<(String, Option<i64>)>> {
+        receipts::times(self, conversation_id, kind, seq, user_ids).await
     }
     async fn expire_idempotency(&self, _before_ts: i64) -> StoreResult<u64> {
         Ok(0) // keys carry a TTL (storage.idempotency_ttl_secs): ScyllaDB drops them itself

@@ -32,6 +32,11 @@ pub(super) fn advance(c: &Connection, updates: &[CursorUpdate]) -> StoreResult<(
                 conversation_id,
                 *seq,
             ),
+            CursorUpdate::Mark { conversation_id, user_id, kind, seq, ts } => {
+                let key = (conversation_id.as_str(), user_id.as_str(), *kind);
+                super::receipts::record(c, key, *seq, *ts)?;
+                continue;
+            }
         };
         c.prepare_cached(statement)
             .and_then(|mut s| s.execute(params![a, b, int(v)]))

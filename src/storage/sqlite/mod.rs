@@ -15,6 +15,7 @@ mod messages;
 mod migrate;
 mod push;
 mod readers;
+mod receipts;
 mod retention;
 mod rows;
 mod users;
@@ -332,6 +333,17 @@ impl Store for SqliteStore {
 
     async fn advance_cursors(&self, updates: Vec<CursorUpdate>) -> StoreResult<()> {
         self.write(move |c| cursors::advance(c, &updates)).await
+    }
+    async fn receipt_times(
+        &self,
+        conversation_id: &str,
+        kind: parley_protocol::ReceiptKind,
+        seq: u64,
+        user_ids: Vec<String>,
+    ) -> StoreResult<Vec<(String, Option<i64>)>> {
+        let id = conversation_id.to_string();
+        self.read(move |c| receipts::times(c, &id, kind, seq, &user_ids))
+            .await
     }
     async fn expire_idempotency(&self, before_ts: i64) -> StoreResult<u64> {
         self.write(move |c| cursors::expire_idempotency(c, before_ts))

@@ -9,6 +9,7 @@ mod edits;
 mod files;
 mod messaging;
 mod push;
+mod receipts;
 mod retention;
 mod retraction;
 

@@ -8,6 +8,7 @@ mod conversations;
 mod events;
 mod messages;
 mod push;
+mod receipts;
 mod retention;
 
 pub(super) use parley::config::Config;
@@ -104,6 +105,7 @@ macro_rules! checks {
         $m!(retention::expiry_purges_a_prefix_and_keeps_the_last_seq);
         $m!(retention::undeliverable_rows_merge_and_clear);
         $m!(retention::the_walk_visits_every_conversation_once);
+        $m!(receipts::receipt_marks_time_each_seq_and_keep_the_latest);
     };
 }
 
