@@ -82,6 +82,26 @@ pub enum ConvRequest {
         by: Caller,
         user_id: String,
     },
+    /// v1.1: an admin changes a group's title and/or avatar (a file id). `None`: unchanged;
+    /// `Some(None)`: cleared.
+    UpdateGroup {
+        by: Caller,
+        title: Option<Option<String>>,
+        avatar: Option<Option<String>>,
+    },
+    /// v1.1: an admin makes `user_id` an admin (`admin`) or a plain member.
+    SetRole {
+        by: Caller,
+        user_id: String,
+        admin: bool,
+    },
+    /// v1.1: `by` blocked (`blocked`) or unblocked `user_id`, already stored: the actor of
+    /// their direct conversation refreshes what it knows.
+    Block {
+        by: Caller,
+        user_id: String,
+        blocked: bool,
+    },
 }
 
 impl ConvRequest {
@@ -94,7 +114,10 @@ impl ConvRequest {
             | ConvRequest::Edit { by, .. }
             | ConvRequest::React { by, .. }
             | ConvRequest::AddMembers { by, .. }
-            | ConvRequest::RemoveMember { by, .. } => by,
+            | ConvRequest::RemoveMember { by, .. }
+            | ConvRequest::UpdateGroup { by, .. }
+            | ConvRequest::SetRole { by, .. }
+            | ConvRequest::Block { by, .. } => by,
         }
     }
 
@@ -240,6 +263,26 @@ mod tests {
                 by: caller(),
                 user_id: "a".into(),
             },
+            ConvRequest::UpdateGroup {
+                by: caller(),
+                title: Some(Some("t".into())),
+                avatar: Some(None),
+            },
+            ConvRequest::UpdateGroup {
+                by: caller(),
+                title: None,
+                avatar: Some(Some("f".into())),
+            },
+            ConvRequest::SetRole {
+                by: caller(),
+                user_id: "a".into(),
+                admin: true,
+            },
+            ConvRequest::Block {
+                by: caller(),
+                user_id: "a".into(),
+                blocked: false,
+            },
         ];
         for r in requests {
             round_trip(r);
@@ -264,6 +307,7 @@ mod tests {
             admins: vec![],
             created_at: 1,
             last_seq: 0,
+            avatar: Some("f".into()),
         };
         let results: Vec<ConvResult> = vec![
             Ok(ConvReply::Ack(ack)),

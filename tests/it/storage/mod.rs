@@ -6,6 +6,7 @@
 mod accounts;
 mod conversations;
 mod events;
+mod groups;
 mod messages;
 mod push;
 
@@ -64,6 +65,7 @@ pub(super) async fn conversation(store: &dyn Store, id: &str, members: &[&str]) 
         title: Some("t".into()),
         created_by: members[0].into(),
         created_at: 1,
+        avatar: None,
     };
     let members = members
         .iter()
@@ -100,6 +102,9 @@ macro_rules! checks {
         $m!(conversations::direct_pairs_members_and_devices);
         $m!(push::outbox_schedules_collapses_leases_and_completes);
         $m!(push::dead_targets_mute_and_badge);
+        $m!(groups::title_avatar_roles_and_direct_lookup);
+        $m!(groups::settings_change_field_by_field);
+        $m!(groups::blocks_by_blocker_and_blocked);
     };
 }
 
