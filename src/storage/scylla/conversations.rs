@@ -216,13 +216,9 @@ pub(super) async fn block(s: &ScyllaStore, user: &str, blocked: &str, at: i64) -
 }
 
 pub(super) async fn unblock(s: &ScyllaStore, user: &str, blocked: &str) -> StoreResult<bool> {
-    let there = s
-        .row::<(String,)>(&cql::BLOCK, (user, blocked))
-        .await?
-        .is_some();
+    // The block row is written by an LWT, so it is deleted by one (see ARCHITECTURE.md).
     s.exec(&cql::DELETE_BLOCKED_BY, (blocked, user)).await?;
-    s.exec(&cql::DELETE_BLOCK, (user, blocked)).await?;
-    Ok(there)
+    s.lwt(&cql::DELETE_BLOCK, (user, blocked)).await
 }
 
 pub(super) async fn blocks(s: &ScyllaStore, user: &str) -> StoreResult<Vec<(String, i64)>> {

@@ -162,8 +162,7 @@ stmts! {
 
     // blocking
     INSERT_BLOCK = "INSERT INTO blocks (user_id, blocked_id, created_at) VALUES (?, ?, ?) IF NOT EXISTS", [Text, Text, BigInt];
-    DELETE_BLOCK = "DELETE FROM blocks WHERE user_id = ? AND blocked_id = ?", [Text, Text];
-    BLOCK = "SELECT blocked_id FROM blocks WHERE user_id = ? AND blocked_id = ?", [Text, Text];
+    DELETE_BLOCK = "DELETE FROM blocks WHERE user_id = ? AND blocked_id = ? IF EXISTS", [Text, Text];
     INSERT_BLOCKED_BY = "INSERT INTO blocks_by_blocked (blocked_id, user_id) VALUES (?, ?)", [Text, Text];
     DELETE_BLOCKED_BY = "DELETE FROM blocks_by_blocked WHERE blocked_id = ? AND user_id = ?", [Text, Text];
     BLOCKED_BY = "SELECT user_id FROM blocks_by_blocked WHERE blocked_id = ?", [Text];
