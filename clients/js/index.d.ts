@@ -33,12 +33,18 @@ export interface Conversation {
   admins: string[];
   created_at: number;
   last_seq: number;
+  /** v1.1: the group's avatar (a file id), or null. */
+  avatar: string | null;
 }
 
 export interface ConversationSummary extends Conversation {
   delivered_seq: number;
   read_seq: number;
   unread: number;
+  /** v1.1: my own settings of it. */
+  muted_until: number;
+  archived: boolean;
+  pinned_at: number;
 }
 
 export interface Attachment {
@@ -227,6 +233,14 @@ export interface ClientEvents {
     type: 'conversation';
     event: 'created' | 'member_added' | 'member_removed' | 'updated';
     conversation: Conversation;
+  };
+  /** v1.1: the user's own settings of a conversation changed on one of its devices. */
+  settings: {
+    type: 'settings';
+    conversation_id: string;
+    muted_until: number;
+    archived: boolean;
+    pinned_at: number;
   };
   gap: { conversation_id: string; from: number; to: number; found: number };
   error: { code: string; message: string; id?: string };

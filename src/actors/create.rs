@@ -23,17 +23,25 @@ pub async fn direct(core: &Arc<Core>, a: &str, b: &str) -> ApiResult<(String, bo
     if core.store.user_by_id(b).await?.is_none() {
         return Err(ApiError::not_found("no such user"));
     }
-    let (x, y) = if a < b { (a, b) } else { (b, a) };
+    // A block either way: neither starts (or reopens) the pair's conversation (v1.1).
+    let mut blocks = Vec::new();
+    for (x, y) in [(a, b), (b, a)] {
+        if core.store.blocks(x).await?.iter().any(|(u, _)| u == y) {
+            blocks.push((x.to_string(), y.to_string()));
+        }
+    }
+    rules::not_blocked(&blocks, a, b)?;
     let row = ConversationRow {
         conversation_id: new_id(),
         kind: ConversationKind::Direct,
         title: None,
         created_by: a.to_string(),
         created_at: now_ms(),
+        avatar: None,
     };
     let id = row.conversation_id.clone();
     let members = vec![(a.to_string(), Role::Member), (b.to_string(), Role::Member)];
-    let key = format!("{x}:{y}");
+    let key = rules::direct_key(a, b);
     match core
         .store
         .create_conversation(row, members, Some(key))
@@ -73,6 +81,7 @@ pub async fn group(
         title,
         created_by: creator.to_string(),
         created_at: now_ms(),
+        avatar: None,
     };
     let id = row.conversation_id.clone();
     let members = all

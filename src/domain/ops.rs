@@ -101,6 +101,26 @@ pub enum ConvRequest {
     Expire {
         before_ts: i64,
     },
+    /// v1.1: an admin changes a group's title and/or avatar (a file id). `None`: unchanged;
+    /// `Some(None)`: cleared.
+    UpdateGroup {
+        by: Caller,
+        title: Option<Option<String>>,
+        avatar: Option<Option<String>>,
+    },
+    /// v1.1: an admin makes `user_id` an admin (`admin`) or a plain member.
+    SetRole {
+        by: Caller,
+        user_id: String,
+        admin: bool,
+    },
+    /// v1.1: `by` blocked (`blocked`) or unblocked `user_id`, already stored: the actor of
+    /// their direct conversation refreshes what it knows.
+    Block {
+        by: Caller,
+        user_id: String,
+        blocked: bool,
+    },
 }
 
 /// Who acts for requests that no user made (`Expire`).
@@ -121,8 +141,10 @@ impl ConvRequest {
             | ConvRequest::AddMembers { by, .. }
             | ConvRequest::RemoveMember { by, .. }
             | ConvRequest::Receipts { by, .. }
-            | ConvRequest::SetRetention { by, .. } => by,
-
+            | ConvRequest::SetRetention { by, .. }
+            | ConvRequest::UpdateGroup { by, .. }
+            | ConvRequest::SetRole { by, .. }
+            | ConvRequest::Block { by, .. } => by,
             ConvRequest::Expire { .. } => &SYSTEM,
         }
     }
@@ -292,6 +314,26 @@ mod tests {
                 secs: Some(3600),
             },
             ConvRequest::Expire { before_ts: 12 },
+            ConvRequest::UpdateGroup {
+                by: caller(),
+                title: Some(Some("t".into())),
+                avatar: Some(None),
+            },
+            ConvRequest::UpdateGroup {
+                by: caller(),
+                title: None,
+                avatar: Some(Some("f".into())),
+            },
+            ConvRequest::SetRole {
+                by: caller(),
+                user_id: "a".into(),
+                admin: true,
+            },
+            ConvRequest::Block {
+                by: caller(),
+                user_id: "a".into(),
+                blocked: false,
+            },
         ];
         for r in requests {
             round_trip(r);
@@ -316,6 +358,7 @@ mod tests {
             admins: vec![],
             created_at: 1,
             last_seq: 0,
+            avatar: Some("f".into()),
         };
         let results: Vec<ConvResult> = vec![
             Ok(ConvReply::Ack(ack)),

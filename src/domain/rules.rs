@@ -7,7 +7,7 @@
 
 use crate::config::{Limits, RetentionConfig};
 use crate::error::{ApiError, ApiResult};
-use crate::storage::{ConversationState, MemberRow, Role, StoredMessage};
+use crate::storage::{ConversationState, FileRow, MemberRow, Role, StoredMessage};
 use parley_protocol::{ConversationKind, PushTarget, SendFrame};
 
 fn not_a_member() -> ApiError {
@@ -255,6 +255,62 @@ pub fn visible_seq(by: &MemberRow, seq: u64, last_seq: u64) -> ApiResult<()> {
     Ok(())
 }
 
+/// The admin of a group: forbidden for members, `bad_request` for a direct conversation
+/// (it has no admins, title or avatar).
+fn group_admin<'a>(state: &'a ConversationState, by: &str, what: &str) -> ApiResult<&'a MemberRow> {
+    let m = member(&state.members, by)?;
+    if state.row.kind != ConversationKind::Group {
+        return Err(ApiError::bad_request(format!(
+            "a direct conversation has no {what}"
+        )));
+    }
+    if m.role != Role::Admin {
+        return Err(ApiError::forbidden(format!(
+            "only a group admin may change the {what}"
+        )));
+    }
+    Ok(m)
+}
+
+/// Whether `by` may change the group's title and avatar, and the new title (1-256 bytes, or
+/// none).
+pub fn update_group(state: &ConversationState, by: &str, title: Option<&str>) -> ApiResult<()> {
+    group_admin(state, by, "title or avatar")?;
+    if title.is_some_and(|t| t.trim().is_empty()) {
+        return Err(ApiError::bad_request("title: empty (use null for none)"));
+    }
+    short_text("title", title)
+}
+
+/// An avatar is a file the admin setting it may read (it uploaded it, or it was sent in a
+/// conversation of theirs).
+pub fn avatar(file: Option<&FileRow>, visible: bool) -> ApiResult<()> {
+    match file {
+        Some(_) if visible => Ok(()),
+        _ => Err(ApiError::bad_request("avatar: no such file")),
+    }
+}
+
+/// Whether `by` may make `user` an admin (`admin`) or a member: a group admin may, for any
+/// member; the last admin may not step down (another admin must be named first).
+pub fn set_role(state: &ConversationState, by: &str, user: &str, admin: bool) -> ApiResult<()> {
+    group_admin(state, by, "roles")?;
+    let target = state
+        .members
+        .iter()
+        .find(|m| m.user_id == user)
+        .ok_or_else(|| ApiError::not_found("not a member"))?;
+    let admins = state
+        .members
+        .iter()
+        .filter(|m| m.role == Role::Admin)
+        .count();
+    if !admin && target.role == Role::Admin && admins == 1 {
+        return Err(ApiError::conflict("a group keeps at least one admin"));
+    }
+    Ok(())
+}
+
 /// Whether `by` may see who received and read a message sent by `sender`: its sender only.
 pub fn see_receipts(by: &MemberRow, sender: &str) -> ApiResult<()> {
     if sender != by.user_id {
@@ -275,6 +331,92 @@ pub fn receipt_recipient(m: &MemberRow, sender: &str, seq: u64) -> bool {
 /// `receipt` per member (groups of at least `min_members`).
 pub fn summarised(state: &ConversationState, min_members: usize) -> bool {
     state.row.kind == ConversationKind::Group && state.members.len() >= min_members
+}
+
+/// Who becomes admin of a group that has members but no admin left (its last admin left or
+/// was removed): the longest-standing member, the one with the lowest `joined_seq` (founding
+/// members: 0), ties broken by user id.
+pub fn successor(state: &ConversationState) -> Option<&str> {
+    if state.row.kind != ConversationKind::Group
+        || state.members.iter().any(|m| m.role == Role::Admin)
+    {
+        return None;
+    }
+    state
+        .members
+        .iter()
+        .min_by(|a, b| (a.joined_seq, &a.user_id).cmp(&(b.joined_seq, &b.user_id)))
+        .map(|m| m.user_id.as_str())
+}
+
+/// A change of a user's settings of a conversation: at least one field, no negative time.
+/// `pinned` becomes `pinned_at` (now, or 0).
+pub fn settings(
+    muted_until: Option<i64>,
+    archived: Option<bool>,
+    pinned: Option<bool>,
+    now_ms: i64,
+) -> ApiResult<crate::storage::SettingsPatch> {
+    if muted_until.is_none() && archived.is_none() && pinned.is_none() {
+        return Err(ApiError::bad_request(
+            "give at least one of muted_until, archived, pinned",
+        ));
+    }
+    Ok(crate::storage::SettingsPatch {
+        muted_until: muted_until.map(|m| m.max(0)),
+        archived,
+        pinned_at: pinned.map(|p| if p { now_ms } else { 0 }),
+    })
+}
+
+/// The key that makes a pair's direct conversation unique: "a:b", sorted.
+pub fn direct_key(a: &str, b: &str) -> String {
+    let (x, y) = if a < b { (a, b) } else { (b, a) };
+    format!("{x}:{y}")
+}
+
+/// Blocks between two users, as pairs (blocker, blocked).
+pub type Blocks = [(String, String)];
+
+/// Whether a block stands between `a` and `b`, either way: then neither may start a direct
+/// conversation with the other or send into theirs, and neither gets the other's typing.
+pub fn blocked_between(blocks: &Blocks, a: &str, b: &str) -> bool {
+    blocks
+        .iter()
+        .any(|(x, y)| (x == a && y == b) || (x == b && y == a))
+}
+
+/// The send (or new direct conversation) of `by` to `other` is refused if either blocked the
+/// other.
+pub fn not_blocked(blocks: &Blocks, by: &str, other: &str) -> ApiResult<()> {
+    if blocked_between(blocks, by, other) {
+        return Err(ApiError::forbidden("blocked"));
+    }
+    Ok(())
+}
+
+/// Contacts that may see `user`'s presence and whose presence `user` is told: all but the
+/// ones `user` blocked (`blocked`) and the ones who blocked `user` (`blockers`).
+pub fn presence_contacts(
+    contacts: Vec<String>,
+    blocked: &[(String, i64)],
+    blockers: &[String],
+) -> Vec<String> {
+    contacts
+        .into_iter()
+        .filter(|c| !blocked.iter().any(|(b, _)| b == c) && !blockers.contains(c))
+        .collect()
+}
+
+/// Who may be blocked: another user that exists.
+pub fn block_target(by: &str, user: &str, exists: bool) -> ApiResult<()> {
+    if by == user {
+        return Err(ApiError::bad_request("you cannot block yourself"));
+    }
+    if !exists {
+        return Err(ApiError::not_found("no such user"));
+    }
+    Ok(())
 }
 
 /// Whether `by` may retract `msg` for everyone: its sender within the window, or a group

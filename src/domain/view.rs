@@ -36,6 +36,7 @@ pub fn conversation(state: &ConversationState) -> Conversation {
             .collect(),
         created_at: state.row.created_at,
         last_seq: state.last_seq,
+        avatar: state.row.avatar.clone(),
     }
 }
 
@@ -349,6 +350,23 @@ pub fn push_state(t: &PushTargetRow) -> PushState {
         reason: t.disabled.as_ref().map(|d| d.1.clone()),
         registered_at: t.registered_at,
     }
+}
+
+/// A user's own settings of a conversation (the HTTP answer and the `settings` frame's body).
+pub fn settings(
+    conversation_id: &str,
+    s: &crate::storage::ConvSettings,
+) -> parley_protocol::ConversationSettings {
+    parley_protocol::ConversationSettings {
+        conversation_id: conversation_id.to_string(),
+        muted_until: s.muted_until,
+        archived: s.archived,
+        pinned_at: s.pinned_at,
+    }
+}
+
+pub fn settings_frame(s: &parley_protocol::ConversationSettings) -> ByteString {
+    json(&ServerFrame::Settings(s.clone()))
 }
 
 /// A device's push target changed state.

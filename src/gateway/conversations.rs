@@ -8,7 +8,10 @@ use crate::domain::{reads, rules, view, Caller, ConvRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::storage::Order;
 use actix_web::{web, HttpResponse};
-use parley_protocol::{AddMembers, ConversationKind, ConversationSummary, CreateConversation};
+use parley_protocol::{
+    AddMembers, ConversationKind, ConversationSummary, CreateConversation, SetRole, SetSettings,
+    UpdateConversation,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -58,8 +61,18 @@ pub async fn list(core: web::Data<Core>, caller: Caller) -> ApiResult<HttpRespon
         .store
         .device_conversations(&caller.device_id, &caller.user_id)
         .await?;
+    let settings: std::collections::HashMap<String, crate::storage::ConvSettings> = core
+        .store
+        .conversation_settings(&caller.user_id)
+        .await?
+        .into_iter()
+        .collect();
     let mut out = Vec::with_capacity(dcs.len());
     for dc in dcs {
+        let s = settings
+            .get(&dc.conversation_id)
+            .copied()
+            .unwrap_or_default();
         let Some(st) = core.store.load_conversation(&dc.conversation_id).await? else {
             continue;
         };
@@ -72,6 +85,9 @@ pub async fn list(core: web::Data<Core>, caller: Caller) -> ApiResult<HttpRespon
             delivered_seq: dc.delivered_seq,
             read_seq: dc.read_seq,
             unread,
+            muted_until: s.muted_until,
+            archived: s.archived,
+            pinned_at: s.pinned_at,
         });
     }
     Ok(HttpResponse::Ok().json(json!({"conversations": out})))
@@ -156,26 +172,86 @@ pub async fn messages(
     Ok(HttpResponse::Ok().json(json!({"messages": messages})))
 }
 
-#[derive(Deserialize)]
-pub struct Settings {
-    /// Alerts for this conversation are suppressed until then (ms since the epoch; 0: not
-    /// muted). The badge still counts it.
-    muted_until: i64,
+/// v1.1: an admin changes a group's title and/or avatar; the members get `updated`.
+pub async fn update(
+    core: web::Data<Core>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<UpdateConversation>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    if b.title.is_none() && b.avatar.is_none() {
+        return Err(ApiError::bad_request("give title and/or avatar"));
+    }
+    let request = ConvRequest::UpdateGroup {
+        by: caller,
+        title: b.title,
+        avatar: b.avatar,
+    };
+    let conv = ask(&core.into_inner(), &path, request)
+        .await?
+        .into_conversation()?;
+    Ok(HttpResponse::Ok().json(conv))
 }
 
-/// The caller's own settings of a conversation it is a member of.
+/// v1.1: an admin promotes a member to admin or demotes an admin.
+pub async fn set_role(
+    core: web::Data<Core>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Json<SetRole>,
+) -> ApiResult<HttpResponse> {
+    let (id, user_id) = path.into_inner();
+    let admin = match body.role.as_str() {
+        "admin" => true,
+        "member" => false,
+        _ => {
+            return Err(ApiError::bad_request(
+                "role must be \"admin\" or \"member\"",
+            ))
+        }
+    };
+    let request = ConvRequest::SetRole {
+        by: caller,
+        user_id,
+        admin,
+    };
+    let conv = ask(&core.into_inner(), &id, request)
+        .await?
+        .into_conversation()?;
+    Ok(HttpResponse::Ok().json(conv))
+}
+
+/// The caller's own settings of a conversation it is a member of: stored, then sent to every
+/// session of the user on every node as a `settings` frame (v1.1).
 pub async fn set_settings(
     core: web::Data<Core>,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<Settings>,
+    body: web::Json<SetSettings>,
 ) -> ApiResult<HttpResponse> {
     reads::member(&*core.store, &path, &caller.user_id).await?;
-    let until = body.muted_until.max(0);
+    let b = body.into_inner();
+    let patch = rules::settings(b.muted_until, b.archived, b.pinned, crate::ids::now_ms())?;
     core.store
-        .set_muted_until(&caller.user_id, &path, until)
+        .update_settings(&caller.user_id, &path, patch)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({"conversation_id": &*path, "muted_until": until})))
+    let stored = core
+        .store
+        .conversation_settings(&caller.user_id)
+        .await?
+        .into_iter()
+        .find(|(id, _)| *id == *path)
+        .map(|(_, s)| s)
+        .unwrap_or_default();
+    let settings = view::settings(&path, &stored);
+    let frame = view::settings_frame(&settings);
+    core.send_frame(
+        &[&caller.user_id],
+        &frame,
+        crate::domain::broadcast::Devices::All,
+    );
+    Ok(HttpResponse::Ok().json(settings))
 }
 
 /// The earlier versions of an edited message, oldest first (none once it is retracted: the

@@ -5,6 +5,7 @@
 //! the store, and turn every failure into the contract's error shape (`error`).
 
 mod accounts;
+mod blocks;
 mod conversations;
 mod error;
 pub mod files;
@@ -108,6 +109,17 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
     .route("/v1/conversations", web::post().to(conversations::create))
     .route("/v1/conversations", web::get().to(conversations::list))
     .route("/v1/conversations/{id}", web::get().to(conversations::get))
+    .route(
+        "/v1/conversations/{id}",
+        web::patch().to(conversations::update),
+    )
+    .route(
+        "/v1/conversations/{id}/members/{user_id}/role",
+        web::put().to(conversations::set_role),
+    )
+    .route("/v1/blocks", web::get().to(blocks::list))
+    .route("/v1/blocks/{user_id}", web::put().to(blocks::block))
+    .route("/v1/blocks/{user_id}", web::delete().to(blocks::unblock))
     .route(
         "/v1/conversations/{id}/members",
         web::post().to(conversations::add_members),

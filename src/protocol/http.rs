@@ -45,6 +45,51 @@ pub struct CreateConversation {
     pub members: Vec<String>,
 }
 
+/// v1.1: `PATCH /v1/conversations/{id}`. An absent field is unchanged, `null` clears it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpdateConversation {
+    #[serde(default, deserialize_with = "present")]
+    pub title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub avatar: Option<Option<String>>,
+}
+
+/// A field that is present (possibly `null`), as opposed to absent (`default`: `None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// v1.1: `PUT /v1/conversations/{id}/members/{user_id}/role`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetRole {
+    /// "admin" or "member".
+    pub role: String,
+}
+
+/// `PUT /v1/conversations/{id}/settings`: any of the fields (v1 sent only `muted_until`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SetSettings {
+    #[serde(default)]
+    pub muted_until: Option<i64>,
+    /// v1.1
+    #[serde(default)]
+    pub archived: Option<bool>,
+    /// v1.1: pin (now) or unpin.
+    #[serde(default)]
+    pub pinned: Option<bool>,
+}
+
+/// v1.1: one row of `GET /v1/blocks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockedUser {
+    pub user_id: String,
+    pub blocked_at: i64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AddMembers {
     pub user_ids: Vec<String>,

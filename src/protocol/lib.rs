@@ -352,6 +352,9 @@ pub enum ServerFrame {
         code: ErrorCode,
         message: String,
     },
+    /// v1.1: the user's own settings of a conversation changed (on any of its devices): to
+    /// every session of the user.
+    Settings(ConversationSettings),
     /// Extension: a device's push target changed state (a provider declared it dead): to
     /// every session of its user, so the app registers again.
     PushTarget {
@@ -442,6 +445,10 @@ pub struct Conversation {
     pub created_at: i64,
     #[serde(default)]
     pub last_seq: u64,
+    /// v1.1: a group's avatar (a file id), `null` if none. Always present (this type is also
+    /// postcard-encoded between nodes, so no field is skipped).
+    #[serde(default)]
+    pub avatar: Option<String>,
 }
 
 /// One row of `GET /v1/conversations`.
@@ -452,6 +459,26 @@ pub struct ConversationSummary {
     pub delivered_seq: u64,
     pub read_seq: u64,
     pub unread: u64,
+    /// v1.1: the caller's own settings of it.
+    #[serde(default)]
+    pub muted_until: i64,
+    #[serde(default)]
+    pub archived: bool,
+    #[serde(default)]
+    pub pinned_at: i64,
+}
+
+/// v1.1: a user's own settings of a conversation, the same on all of its devices (the answer
+/// of `PUT /v1/conversations/{id}/settings` and the `settings` frame).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationSettings {
+    pub conversation_id: String,
+    /// Alerts are suppressed until then (ms since the epoch; 0: not muted).
+    pub muted_until: i64,
+    pub archived: bool,
+    /// When it was pinned (ms since the epoch; 0: not pinned). Clients list pinned
+    /// conversations first, the most recently pinned first.
+    pub pinned_at: i64,
 }
 
 #[cfg(test)]

@@ -198,6 +198,8 @@ pub struct ConversationRow {
     pub title: Option<String>,
     pub created_by: String,
     pub created_at: i64,
+    /// v1.1: a group's avatar, the id of an uploaded file.
+    pub avatar: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -398,6 +400,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// `NotFound` if `user_id` is not a member.
     async fn remove_member(&self, conversation_id: &str, user_id: &str) -> StoreResult<()>;
+    /// Sets a conversation's title and avatar (v1.1; both as given, `None` clears). The avatar
+    /// file becomes readable by the members (a grant at seq 0), the previous one's grant goes.
+    async fn update_conversation(
+        &self,
+        conversation_id: &str,
+        title: Option<String>,
+        avatar: Option<String>,
+    ) -> StoreResult<()>;
+    /// Sets a member's role; `NotFound` if `user_id` is not a member.
+    async fn set_role(&self, conversation_id: &str, user_id: &str, role: Role) -> StoreResult<()>;
+    /// The direct conversation of the pair `direct_key` ("a:b", sorted), if it has one.
+    async fn direct_conversation(&self, direct_key: &str) -> StoreResult<Option<String>>;
     /// The device's delivered cursor in one conversation (`None`: it has none there).
     async fn device_cursor(
         &self,
@@ -583,6 +597,18 @@ pub trait Store: Send + Sync + 'static {
         conversation_id: &str,
         until: i64,
     ) -> StoreResult<()>;
+    /// Applies a change of the user's settings of a conversation (v1.1).
+    async fn update_settings(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        patch: SettingsPatch,
+    ) -> StoreResult<()>;
+    /// The user's settings of every conversation it ever changed one of, by conversation id.
+    async fn conversation_settings(
+        &self,
+        user_id: &str,
+    ) -> StoreResult<Vec<(String, ConvSettings)>>;
     /// 0 when never muted.
     async fn muted_until(&self, user_id: &str, conversation_id: &str) -> StoreResult<i64>;
     /// Unread messages over all the user's conversations (the badge), from its read cursors.
@@ -613,6 +639,15 @@ pub trait Store: Send + Sync + 'static {
     /// Conversation ids after `after` in the store's own order, at most `limit`: every
     /// conversation is visited by paging from "" until a short page.
     async fn conversation_ids(&self, after: &str, limit: u32) -> StoreResult<Vec<String>>;
+    // -- blocking (v1.1)
+    /// `user_id` blocks `blocked_id` (again: keeps the first time).
+    async fn block(&self, user_id: &str, blocked_id: &str, at: i64) -> StoreResult<()>;
+    /// Returns whether there was such a block.
+    async fn unblock(&self, user_id: &str, blocked_id: &str) -> StoreResult<bool>;
+    /// The users `user_id` blocked, with when, by user id.
+    async fn blocks(&self, user_id: &str) -> StoreResult<Vec<(String, i64)>>;
+    /// The users who blocked `user_id`.
+    async fn blocked_by(&self, user_id: &str) -> StoreResult<Vec<String>>;
 
     // -- operations
     /// A tiny write that proves the write path works (readiness).

@@ -68,3 +68,21 @@ pub enum PushDone {
     /// Given up (its TTL passed, a provider rejected it, the target is dead).
     Dropped,
 }
+
+/// A user's own settings of one conversation (v1.1), the same on all of its devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConvSettings {
+    /// Alerts are suppressed until then (ms; 0: not muted).
+    pub muted_until: i64,
+    pub archived: bool,
+    /// When it was pinned (ms; 0: not pinned).
+    pub pinned_at: i64,
+}
+
+/// A change of settings: `None` keeps what is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SettingsPatch {
+    pub muted_until: Option<i64>,
+    pub archived: Option<bool>,
+    pub pinned_at: Option<i64>,
+}

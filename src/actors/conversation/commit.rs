@@ -34,8 +34,15 @@ impl ConvActor {
         answer: Answer,
         ctx: &mut Context<Self>,
     ) {
-        let last_seq = match self.member(&s.by.user_id) {
-            Ok((st, _)) => st.last_seq,
+        let checked = self.member(&s.by.user_id).and_then(|(st, _)| {
+            // The blocks are cached (only a direct conversation has any): no store read.
+            for m in st.members.iter().filter(|m| m.user_id != s.by.user_id) {
+                crate::domain::rules::not_blocked(&self.blocks, &s.by.user_id, &m.user_id)?;
+            }
+            Ok(st.last_seq)
+        });
+        let last_seq = match checked {
+            Ok(v) => v,
             Err(e) => return answer.send(&self.core, Err(e)),
         };
         if self.core.is_shutting_down() {

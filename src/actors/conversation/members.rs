@@ -70,6 +70,8 @@ impl ConvActor {
         );
     }
 
+    /// Removes a member (or a member leaves); if that was the last admin, the longest-standing
+    /// member becomes admin (`name_successor`).
     pub(super) fn remove_member(
         &mut self,
         by: Caller,
@@ -89,7 +91,7 @@ impl ConvActor {
         ctx.wait(
             async move { core.store.remove_member(&id, &user).await }
                 .into_actor(self)
-                .map(move |res, act, _| {
+                .map(move |res, act, ctx| {
                     if let Err(e) = res {
                         return answer.send(&act.core, Err(e.into()));
                     }
@@ -102,6 +104,7 @@ impl ConvActor {
                     act.core
                         .announce(users, ConversationEvent::MemberRemoved, conv);
                     answer.send(&act.core, Ok(ConvReply::Done));
+                    act.name_successor(ctx);
                 }),
         );
     }

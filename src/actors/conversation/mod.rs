@@ -17,6 +17,7 @@ mod commit;
 mod edits;
 mod events;
 mod expiry;
+mod group;
 mod members;
 mod receipts;
 mod retraction;
@@ -26,7 +27,7 @@ use super::core::Core;
 use super::envelope::{Envelope, Relinquish, Reply, MAILBOX};
 use super::registry::{next_generation, ConvHandle};
 use crate::domain::broadcast::Devices;
-use crate::domain::{view, Caller, ConvRequest, ConvResult};
+use crate::domain::{rules, view, Caller, ConvRequest, ConvResult};
 use crate::error::{ApiError, ApiResult};
 use crate::storage::{ConversationState, MemberRow};
 use actix::prelude::*;
@@ -69,6 +70,8 @@ pub struct ConvActor {
     event_writing: bool,
     /// Live receipt summaries of a large group (`summaries`).
     summaries: summaries::Summaries,
+    /// Blocks between the members of a direct conversation, (blocker, blocked) (`group`).
+    blocks: Vec<(String, String)>,
 }
 
 /// Where the result of one request goes: its reply channel, or (for fire-and-forget
@@ -123,6 +126,7 @@ impl ConvActor {
             events: VecDeque::new(),
             event_writing: false,
             summaries: summaries::Summaries::default(),
+            blocks: Vec::new(),
         }
     }
 
@@ -153,11 +157,23 @@ impl ConvActor {
         let core = self.core.clone();
         let id = self.id.clone();
         ctx.wait(
-            async move { core.store.load_conversation(&id).await }
+            async move {
+                let state = core.store.load_conversation(&id).await?;
+                let blocks = match &state {
+                    Some(s) if s.row.kind == parley_protocol::ConversationKind::Direct => {
+                        group::direct_blocks(&*core.store, &s.members).await?
+                    }
+                    _ => Vec::new(),
+                };
+                Ok::<_, crate::storage::StoreError>(state.map(|s| (s, blocks)))
+            }
                 .into_actor(self)
                 .map(|res, act, ctx| {
                     act.phase = match res {
-                        Ok(Some(state)) => Phase::Ready(Box::new(state)),
+                        Ok(Some((state, blocks))) => {
+                            act.blocks = blocks;
+                            Phase::Ready(Box::new(state))
+                        }
                         Ok(None) => Phase::Missing,
                         Err(e) => {
                             tracing::warn!(conversation = %act.id, error = %e, "could not load conversation");
@@ -285,6 +301,17 @@ impl Handler<Envelope> for ConvActor {
                 answer,
                 ctx,
             ),
+            ConvRequest::UpdateGroup { by, title, avatar } => {
+                self.update_group(by, title, avatar, answer, ctx)
+            }
+            ConvRequest::SetRole { by, user_id, admin } => {
+                self.set_role(by, user_id, admin, answer, ctx)
+            }
+            ConvRequest::Block {
+                by,
+                user_id,
+                blocked,
+            } => self.block(by, user_id, blocked, answer),
         }
     }
 }
@@ -328,6 +355,7 @@ impl ConvActor {
                 .iter()
                 .map(|m| m.user_id.as_str())
                 .filter(|u| *u != by.user_id)
+                .filter(|u| !rules::blocked_between(&self.blocks, &by.user_id, u))
                 .collect();
             let frame = view::typing(&self.id, &by.user_id);
             self.core.send_frame(&others, &frame, Devices::All);

@@ -116,6 +116,7 @@ pub(super) async fn load(s: &ScyllaStore, id: &str) -> StoreResult<Option<Conver
         title: r.title,
         created_by: r.created_by,
         created_at: r.created_at,
+        avatar: r.avatar,
     };
     let members = members_of(s, id).await?;
     // A new owner continues from the stored maximum, repairing what a dead writer left.
@@ -173,6 +174,72 @@ pub(super) async fn remove_member(s: &ScyllaStore, id: &str, user_id: &str) -> S
     s.exec(&cql::DELETE_CONVERSATION_BY_USER, (user_id, id))
         .await?;
     Ok(())
+}
+
+pub(super) async fn update(
+    s: &ScyllaStore,
+    id: &str,
+    title: Option<&str>,
+    avatar: Option<&str>,
+) -> StoreResult<()> {
+    let Some(row) = s
+        .row::<ConversationCols>(&cql::CONVERSATION_BY_ID, (id,))
+        .await?
+    else {
+        return Err(StoreError::NotFound);
+    };
+    // The avatar is readable by the members: a grant at seq 0 (no message has it).
+    if let Some(new) = avatar {
+        s.exec(&cql::INSERT_GRANT, (new, id, 0i64)).await?;
+    }
+    s.exec(&cql::UPDATE_CONVERSATION, (title, avatar, id))
+        .await?;
+    if let Some(old) = row.avatar.as_deref().filter(|o| Some(*o) != avatar) {
+        s.exec(&cql::DELETE_GRANT, (old, id, 0i64)).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn set_role(s: &ScyllaStore, id: &str, user: &str, role: Role) -> StoreResult<()> {
+    if member(s, id, user).await?.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    s.exec(&cql::SET_ROLE, (role.as_str(), id, user)).await?;
+    Ok(())
+}
+
+pub(super) async fn direct(s: &ScyllaStore, key: &str) -> StoreResult<Option<String>> {
+    Ok(s.row::<(Option<String>,)>(&cql::DIRECT_PAIR, (key,))
+        .await?
+        .and_then(|r| r.0))
+}
+
+pub(super) async fn block(s: &ScyllaStore, user: &str, blocked: &str, at: i64) -> StoreResult<()> {
+    s.exec(&cql::INSERT_BLOCK, (user, blocked, at)).await?;
+    s.exec(&cql::INSERT_BLOCKED_BY, (blocked, user)).await?;
+    Ok(())
+}
+
+pub(super) async fn unblock(s: &ScyllaStore, user: &str, blocked: &str) -> StoreResult<bool> {
+    // The block row is written by an LWT, so it is deleted by one (see ARCHITECTURE.md).
+    s.exec(&cql::DELETE_BLOCKED_BY, (blocked, user)).await?;
+    s.lwt(&cql::DELETE_BLOCK, (user, blocked)).await
+}
+
+pub(super) async fn blocks(s: &ScyllaStore, user: &str) -> StoreResult<Vec<(String, i64)>> {
+    Ok(s.rows::<(String, Option<i64>)>(&cql::BLOCKS, (user,))
+        .await?
+        .into_iter()
+        .map(|(b, at)| (b, at.unwrap_or(0)))
+        .collect())
+}
+
+pub(super) async fn blocked_by(s: &ScyllaStore, user: &str) -> StoreResult<Vec<String>> {
+    Ok(s.rows::<(String,)>(&cql::BLOCKED_BY, (user,))
+        .await?
+        .into_iter()
+        .map(|r| r.0)
+        .collect())
 }
 
 pub(super) async fn of_device(

@@ -60,7 +60,9 @@ stmts! {
     CLAIM_DIRECT_PAIR = "INSERT INTO direct_pairs (direct_key, conversation_id) VALUES (?, ?) IF NOT EXISTS", [Text, Text];
     DIRECT_PAIR = "SELECT conversation_id FROM direct_pairs WHERE direct_key = ?", [Text];
     INSERT_CONVERSATION = "INSERT INTO conversations (conversation_id, kind, title, created_by, created_at) VALUES (?, ?, ?, ?, ?)", [Text, Text, Text, Text, BigInt];
-    CONVERSATION_BY_ID = "SELECT conversation_id, kind, title, created_by, created_at FROM conversations WHERE conversation_id = ?", [Text];
+    CONVERSATION_BY_ID = "SELECT conversation_id, kind, title, created_by, created_at, avatar FROM conversations WHERE conversation_id = ?", [Text];
+    UPDATE_CONVERSATION = "UPDATE conversations SET title = ?, avatar = ? WHERE conversation_id = ?", [Text, Text, Text];
+    SET_ROLE = "UPDATE members SET role = ? WHERE conversation_id = ? AND user_id = ?", [Text, Text, Text];
     INSERT_MEMBER = "INSERT INTO members (conversation_id, user_id, role, joined_seq, delivered_seq, read_seq) VALUES (?, ?, ?, ?, ?, ?)", [Text, Text, Text, BigInt, BigInt, BigInt];
     INSERT_CONVERSATION_BY_USER = "INSERT INTO conversations_by_user (user_id, conversation_id) VALUES (?, ?)", [Text, Text];
     MEMBERS = "SELECT user_id, role, joined_seq, delivered_seq, read_seq FROM members WHERE conversation_id = ?", [Text];
@@ -154,6 +156,17 @@ stmts! {
 
     // per-user conversation settings
     SET_MUTED_UNTIL = "INSERT INTO conversation_settings (user_id, conversation_id, muted_until) VALUES (?, ?, ?)", [Text, Text, BigInt];
+    SET_ARCHIVED = "UPDATE conversation_settings SET archived = ? WHERE user_id = ? AND conversation_id = ?", [Boolean, Text, Text];
+    SET_PINNED_AT = "UPDATE conversation_settings SET pinned_at = ? WHERE user_id = ? AND conversation_id = ?", [BigInt, Text, Text];
+    SETTINGS_OF_USER = "SELECT conversation_id, muted_until, archived, pinned_at FROM conversation_settings WHERE user_id = ?", [Text];
+
+    // blocking
+    INSERT_BLOCK = "INSERT INTO blocks (user_id, blocked_id, created_at) VALUES (?, ?, ?) IF NOT EXISTS", [Text, Text, BigInt];
+    DELETE_BLOCK = "DELETE FROM blocks WHERE user_id = ? AND blocked_id = ? IF EXISTS", [Text, Text];
+    INSERT_BLOCKED_BY = "INSERT INTO blocks_by_blocked (blocked_id, user_id) VALUES (?, ?)", [Text, Text];
+    DELETE_BLOCKED_BY = "DELETE FROM blocks_by_blocked WHERE blocked_id = ? AND user_id = ?", [Text, Text];
+    BLOCKED_BY = "SELECT user_id FROM blocks_by_blocked WHERE blocked_id = ?", [Text];
+    BLOCKS = "SELECT blocked_id, created_at FROM blocks WHERE user_id = ?", [Text];
     MUTED_UNTIL = "SELECT muted_until FROM conversation_settings WHERE user_id = ? AND conversation_id = ?", [Text, Text];
 
     // retention
@@ -192,6 +205,10 @@ pub const SCHEMA: &[(i32, &str)] = &[
     ),
     (3, include_str!("../../../schema/scylla/003_push.cql")),
     (4, include_str!("../../../schema/scylla/004_v1_1.cql")),
+    (
+        5,
+        include_str!("../../../schema/scylla/005_conversations.cql"),
+    ),
     (7, include_str!("../../../schema/scylla/007_receipts.cql")),
     (8, include_str!("../../../schema/scylla/008_retention.cql")),
 ];

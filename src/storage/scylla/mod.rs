@@ -234,6 +234,20 @@ impl Store for ScyllaStore {
     async fn remove_member(&self, id: &str, user_id: &str) -> StoreResult<()> {
         conversations::remove_member(self, id, user_id).await
     }
+    async fn update_conversation(
+        &self,
+        id: &str,
+        title: Option<String>,
+        avatar: Option<String>,
+    ) -> StoreResult<()> {
+        conversations::update(self, id, title.as_deref(), avatar.as_deref()).await
+    }
+    async fn set_role(&self, id: &str, user_id: &str, role: Role) -> StoreResult<()> {
+        conversations::set_role(self, id, user_id, role).await
+    }
+    async fn direct_conversation(&self, key: &str) -> StoreResult<Option<String>> {
+        conversations::direct(self, key).await
+    }
     async fn device_cursor(&self, device_id: &str, id: &str) -> StoreResult<Option<u64>> {
         conversations::device_cursor(self, device_id, id).await
     }
@@ -400,6 +414,27 @@ impl Store for ScyllaStore {
     }
     async fn set_muted_until(&self, user_id: &str, id: &str, until: i64) -> StoreResult<()> {
         push::set_muted_until(self, user_id, id, until).await
+    }
+    async fn update_settings(&self, user_id: &str, id: &str, p: SettingsPatch) -> StoreResult<()> {
+        push::update_settings(self, user_id, id, p).await
+    }
+    async fn conversation_settings(
+        &self,
+        user_id: &str,
+    ) -> StoreResult<Vec<(String, ConvSettings)>> {
+        push::settings_of_user(self, user_id).await
+    }
+    async fn block(&self, user_id: &str, blocked_id: &str, at: i64) -> StoreResult<()> {
+        conversations::block(self, user_id, blocked_id, at).await
+    }
+    async fn unblock(&self, user_id: &str, blocked_id: &str) -> StoreResult<bool> {
+        conversations::unblock(self, user_id, blocked_id).await
+    }
+    async fn blocks(&self, user_id: &str) -> StoreResult<Vec<(String, i64)>> {
+        conversations::blocks(self, user_id).await
+    }
+    async fn blocked_by(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        conversations::blocked_by(self, user_id).await
     }
     async fn muted_until(&self, user_id: &str, id: &str) -> StoreResult<i64> {
         push::muted_until(self, user_id, id).await

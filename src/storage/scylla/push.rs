@@ -364,6 +364,43 @@ pub(super) async fn set_muted_until(
         .map(|_| ())
 }
 
+pub(super) async fn update_settings(
+    s: &ScyllaStore,
+    user: &str,
+    id: &str,
+    p: crate::storage::SettingsPatch,
+) -> StoreResult<()> {
+    if let Some(until) = p.muted_until {
+        s.exec(&cql::SET_MUTED_UNTIL, (user, id, until)).await?;
+    }
+    if let Some(archived) = p.archived {
+        s.exec(&cql::SET_ARCHIVED, (archived, user, id)).await?;
+    }
+    if let Some(at) = p.pinned_at {
+        s.exec(&cql::SET_PINNED_AT, (at, user, id)).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn settings_of_user(
+    s: &ScyllaStore,
+    user: &str,
+) -> StoreResult<Vec<(String, crate::storage::ConvSettings)>> {
+    type Cols = (String, Option<i64>, Option<bool>, Option<i64>);
+    Ok(s.rows::<Cols>(&cql::SETTINGS_OF_USER, (user,))
+        .await?
+        .into_iter()
+        .map(|(id, muted, archived, pinned)| {
+            let settings = crate::storage::ConvSettings {
+                muted_until: muted.unwrap_or(0),
+                archived: archived.unwrap_or(false),
+                pinned_at: pinned.unwrap_or(0),
+            };
+            (id, settings)
+        })
+        .collect())
+}
+
 pub(super) async fn muted_until(s: &ScyllaStore, user: &str, id: &str) -> StoreResult<i64> {
     Ok(s.row::<(Option<i64>,)>(&cql::MUTED_UNTIL, (user, id))
         .await?

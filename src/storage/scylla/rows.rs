@@ -290,6 +290,7 @@ row!(
         title: Option<String>,
         created_by: String,
         created_at: i64,
+        avatar: Option<String>,
     }
 );
 

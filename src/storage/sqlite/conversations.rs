@@ -69,7 +69,7 @@ pub(super) fn create(
 pub(super) fn load(c: &Connection, id: &str) -> StoreResult<Option<ConversationState>> {
     let row = c
         .prepare_cached(
-            "SELECT conversation_id, kind, title, created_by, created_at FROM conversations WHERE conversation_id = ?1",
+            "SELECT conversation_id, kind, title, created_by, created_at, avatar FROM conversations WHERE conversation_id = ?1",
         )
         .and_then(|mut s| {
             s.query_row([id], |r| {
@@ -84,6 +84,7 @@ pub(super) fn load(c: &Connection, id: &str) -> StoreResult<Option<ConversationS
                     title: r.get(2)?,
                     created_by: r.get(3)?,
                     created_at: r.get(4)?,
+                    avatar: r.get(5)?,
                 })
             })
             .optional()
@@ -176,6 +177,95 @@ pub(super) fn remove_member(c: &Connection, id: &str, user: &str) -> StoreResult
         return Err(StoreError::NotFound);
     }
     Ok(())
+}
+
+pub(super) fn update(
+    c: &Connection,
+    id: &str,
+    title: Option<&str>,
+    avatar: Option<&str>,
+) -> StoreResult<()> {
+    let old: Option<Option<String>> = c
+        .prepare_cached("SELECT avatar FROM conversations WHERE conversation_id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .map_err(sql)?;
+    let Some(old) = old else {
+        return Err(StoreError::NotFound);
+    };
+    c.prepare_cached("UPDATE conversations SET title = ?2, avatar = ?3 WHERE conversation_id = ?1")
+        .and_then(|mut s| s.execute(params![id, title, avatar]))
+        .map_err(sql)?;
+    // The avatar is readable by the members: a grant at seq 0 (no message has it).
+    if old.as_deref() != avatar {
+        if let Some(old) = old {
+            c.prepare_cached(
+                "DELETE FROM file_grants WHERE file_id = ?1 AND conversation_id = ?2 AND seq = 0",
+            )
+            .and_then(|mut s| s.execute(params![old, id]))
+            .map_err(sql)?;
+        }
+        if let Some(new) = avatar {
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO file_grants (file_id, conversation_id, seq) VALUES (?1, ?2, 0)",
+            )
+            .and_then(|mut s| s.execute(params![new, id]))
+            .map_err(sql)?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn set_role(c: &Connection, id: &str, user: &str, role: Role) -> StoreResult<()> {
+    let n = c
+        .prepare_cached("UPDATE members SET role = ?3 WHERE conversation_id = ?1 AND user_id = ?2")
+        .and_then(|mut s| s.execute(params![id, user, role.as_str()]))
+        .map_err(sql)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub(super) fn direct(c: &Connection, key: &str) -> StoreResult<Option<String>> {
+    c.prepare_cached("SELECT conversation_id FROM conversations WHERE direct_key = ?1")
+        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        .map_err(sql)
+}
+
+pub(super) fn block(c: &Connection, user: &str, blocked: &str, at: i64) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO blocks (user_id, blocked_id, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )
+    .and_then(|mut s| s.execute(params![user, blocked, at]))
+    .map_err(sql)?;
+    Ok(())
+}
+
+pub(super) fn unblock(c: &Connection, user: &str, blocked: &str) -> StoreResult<bool> {
+    c.prepare_cached("DELETE FROM blocks WHERE user_id = ?1 AND blocked_id = ?2")
+        .and_then(|mut s| s.execute(params![user, blocked]))
+        .map(|n| n > 0)
+        .map_err(sql)
+}
+
+pub(super) fn blocks(c: &Connection, user: &str) -> StoreResult<Vec<(String, i64)>> {
+    let mut s = c
+        .prepare_cached(
+            "SELECT blocked_id, created_at FROM blocks WHERE user_id = ?1 ORDER BY blocked_id",
+        )
+        .map_err(sql)?;
+    let rows = s
+        .query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
+pub(super) fn blocked_by(c: &Connection, user: &str) -> StoreResult<Vec<String>> {
+    let mut s = c
+        .prepare_cached("SELECT user_id FROM blocks WHERE blocked_id = ?1 ORDER BY user_id")
+        .map_err(sql)?;
+    let rows = s.query_map([user], |r| r.get(0)).map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
 
 pub(super) fn device_cursor(c: &Connection, device: &str, id: &str) -> StoreResult<Option<u64>> {

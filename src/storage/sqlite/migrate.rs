@@ -13,6 +13,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../schema/sqlite/001_init.sql")),
     (2, include_str!("../../../schema/sqlite/002_push.sql")),
     (3, include_str!("../../../schema/sqlite/003_v1_1.sql")),
+    (
+        4,
+        include_str!("../../../schema/sqlite/004_conversations.sql"),
+    ),
     (6, include_str!("../../../schema/sqlite/006_receipts.sql")),
     (7, include_str!("../../../schema/sqlite/007_retention.sql")),
 ];

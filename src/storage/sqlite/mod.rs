@@ -216,6 +216,25 @@ impl Store for SqliteStore {
         self.write(move |c| conversations::remove_member(c, &id, &u))
             .await
     }
+    async fn update_conversation(
+        &self,
+        id: &str,
+        title: Option<String>,
+        avatar: Option<String>,
+    ) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |c| conversations::update(c, &id, title.as_deref(), avatar.as_deref()))
+            .await
+    }
+    async fn set_role(&self, id: &str, user_id: &str, role: Role) -> StoreResult<()> {
+        let (id, u) = (id.to_string(), user_id.to_string());
+        self.write(move |c| conversations::set_role(c, &id, &u, role))
+            .await
+    }
+    async fn direct_conversation(&self, key: &str) -> StoreResult<Option<String>> {
+        let key = key.to_string();
+        self.read(move |c| conversations::direct(c, &key)).await
+    }
     async fn device_cursor(&self, device_id: &str, id: &str) -> StoreResult<Option<u64>> {
         let (d, id) = (device_id.to_string(), id.to_string());
         self.read(move |c| conversations::device_cursor(c, &d, &id))
@@ -428,6 +447,35 @@ impl Store for SqliteStore {
         let (u, id) = (user_id.to_string(), id.to_string());
         self.write(move |c| push::set_muted_until(c, &u, &id, until))
             .await
+    }
+    async fn update_settings(&self, user_id: &str, id: &str, p: SettingsPatch) -> StoreResult<()> {
+        let (u, id) = (user_id.to_string(), id.to_string());
+        self.write(move |c| push::update_settings(c, &u, &id, &p))
+            .await
+    }
+    async fn conversation_settings(
+        &self,
+        user_id: &str,
+    ) -> StoreResult<Vec<(String, ConvSettings)>> {
+        let u = user_id.to_string();
+        self.read(move |c| push::settings_of_user(c, &u)).await
+    }
+    async fn block(&self, user_id: &str, blocked_id: &str, at: i64) -> StoreResult<()> {
+        let (u, b) = (user_id.to_string(), blocked_id.to_string());
+        self.write(move |c| conversations::block(c, &u, &b, at))
+            .await
+    }
+    async fn unblock(&self, user_id: &str, blocked_id: &str) -> StoreResult<bool> {
+        let (u, b) = (user_id.to_string(), blocked_id.to_string());
+        self.write(move |c| conversations::unblock(c, &u, &b)).await
+    }
+    async fn blocks(&self, user_id: &str) -> StoreResult<Vec<(String, i64)>> {
+        let u = user_id.to_string();
+        self.read(move |c| conversations::blocks(c, &u)).await
+    }
+    async fn blocked_by(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        let u = user_id.to_string();
+        self.read(move |c| conversations::blocked_by(c, &u)).await
     }
     async fn muted_until(&self, user_id: &str, id: &str) -> StoreResult<i64> {
         let (u, id) = (user_id.to_string(), id.to_string());

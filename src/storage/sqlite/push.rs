@@ -208,6 +208,50 @@ pub(super) fn set_muted_until(c: &Connection, user: &str, id: &str, until: i64) 
     Ok(())
 }
 
+pub(super) fn update_settings(
+    c: &Connection,
+    user: &str,
+    id: &str,
+    p: &crate::storage::SettingsPatch,
+) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO conversation_settings (user_id, conversation_id, muted_until, archived, pinned_at)
+         VALUES (?1, ?2, COALESCE(?3, 0), COALESCE(?4, 0), COALESCE(?5, 0))
+         ON CONFLICT (user_id, conversation_id) DO UPDATE SET
+             muted_until = COALESCE(?3, muted_until),
+             archived = COALESCE(?4, archived),
+             pinned_at = COALESCE(?5, pinned_at)",
+    )
+    .and_then(|mut s| s.execute(params![user, id, p.muted_until, p.archived, p.pinned_at]))
+    .map_err(sql)?;
+    Ok(())
+}
+
+pub(super) fn settings_of_user(
+    c: &Connection,
+    user: &str,
+) -> StoreResult<Vec<(String, crate::storage::ConvSettings)>> {
+    let mut s = c
+        .prepare_cached(
+            "SELECT conversation_id, muted_until, archived, pinned_at FROM conversation_settings
+             WHERE user_id = ?1 ORDER BY conversation_id",
+        )
+        .map_err(sql)?;
+    let rows = s
+        .query_map([user], |r| {
+            Ok((
+                r.get(0)?,
+                crate::storage::ConvSettings {
+                    muted_until: r.get(1)?,
+                    archived: r.get(2)?,
+                    pinned_at: r.get(3)?,
+                },
+            ))
+        })
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
 pub(super) fn muted_until(c: &Connection, user: &str, id: &str) -> StoreResult<i64> {
     c.prepare_cached(
         "SELECT COALESCE((SELECT muted_until FROM conversation_settings WHERE user_id = ?1 AND conversation_id = ?2), 0)",

@@ -3,10 +3,12 @@
 //! (`PARLEY_TEST_NODES=3`), where every client and HTTP call goes round-robin to the nodes.
 
 mod accounts;
+mod blocks;
 mod connection;
 mod conversations;
 mod edits;
 mod files;
+mod groups;
 mod messaging;
 mod push;
 mod receipts;

@@ -18,6 +18,7 @@ pub(super) async fn direct_pairs_members_and_devices(store: &dyn Store) {
         title: None,
         created_by: "u1".into(),
         created_at: 5,
+        avatar: None,
     };
     let pair = || {
         vec![
@@ -63,6 +64,7 @@ pub(super) async fn direct_pairs_members_and_devices(store: &dyn Store) {
         title: Some("team".into()),
         created_by: "u1".into(),
         created_at: 6,
+        avatar: None,
     };
     let founders = vec![
         ("u1".to_string(), Role::Admin),

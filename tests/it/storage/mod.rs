@@ -6,6 +6,7 @@
 mod accounts;
 mod conversations;
 mod events;
+mod groups;
 mod messages;
 mod push;
 mod receipts;
@@ -66,6 +67,7 @@ pub(super) async fn conversation(store: &dyn Store, id: &str, members: &[&str]) 
         title: Some("t".into()),
         created_by: members[0].into(),
         created_at: 1,
+        avatar: None,
     };
     let members = members
         .iter()
@@ -106,6 +108,9 @@ macro_rules! checks {
         $m!(retention::undeliverable_rows_merge_and_clear);
         $m!(retention::the_walk_visits_every_conversation_once);
         $m!(receipts::receipt_marks_time_each_seq_and_keep_the_latest);
+        $m!(groups::title_avatar_roles_and_direct_lookup);
+        $m!(groups::settings_change_field_by_field);
+        $m!(groups::blocks_by_blocker_and_blocked);
     };
 }
 
