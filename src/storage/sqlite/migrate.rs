@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../schema/sqlite/001_init.sql")),
     (2, include_str!("../../../schema/sqlite/002_push.sql")),
     (3, include_str!("../../../schema/sqlite/003_v1_1.sql")),
+    (5, include_str!("../../../schema/sqlite/005_accounts.sql")),
 ];
 
 /// Puts the database in WAL mode and applies pending migrations; returns the schema version

@@ -5,6 +5,7 @@
 mod accounts;
 mod connection;
 mod conversations;
+mod devices;
 mod edits;
 mod files;
 mod messaging;
