@@ -370,7 +370,9 @@ async fn deleting_my_account() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_and_registration_are_limited_per_address() {
+    // One node: the budget is per node (docs/protocol.md), and requests must all reach it.
     let s = TestServer::builder()
+        .nodes(1)
         .config("[limits]\nip_auth_per_min = 6\nip_auth_burst = 3\n")
         .start();
     let n = s.node(0);
@@ -425,10 +427,11 @@ async fn login_and_registration_are_limited_per_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_are_limited_per_user_over_its_connections() {
+    // Both connections on one node: the budget is per node (docs/protocol.md).
     let s = TestServer::builder()
+        .nodes(1)
         .config("[limits]\nuser_rate_per_sec = 1\nuser_rate_burst = 4\nrate_strikes = 100\n")
         .start();
-    // Both connections on one node: the budget is per node (docs/protocol.md).
     let n = s.node(0);
     let a1 = n.user("alice").await;
     let a2 = n.login("alice").await;
