@@ -31,6 +31,7 @@ pub fn kind(f: &NodeFrame) -> &'static str {
             },
             Broadcast::Conversation { .. } => "broadcast-conversation",
             Broadcast::Event { .. } => "broadcast-event",
+            Broadcast::Revoked { .. } => "broadcast-revoked",
         },
         NodeFrame::Request { request, .. } => match request {
             ConvRequest::Submit(_) => "request-submit",
@@ -61,6 +62,7 @@ pub const KINDS: &[&str] = &[
     "broadcast-frame-only",
     "broadcast-conversation",
     "broadcast-event",
+    "broadcast-revoked",
     "request-submit",
     "request-cursor",
     "request-delete",
@@ -220,6 +222,10 @@ pub fn node_frames() -> Vec<NodeFrame> {
                 seq: 41,
             },
             frame: r#"{"type":"reaction","conversation_id":"01J9CONV","seq":41,"user_id":"01J9USER","emoji":"👍","added":true}"#.into(),
+        }),
+        NodeFrame::Broadcast(Broadcast::Revoked {
+            user_id: "01J9USER".into(),
+            devices: vec!["01J9DEV1".into(), "01J9DEV2".into()],
         }),
         request(ConvRequest::AddMembers {
             by: caller(),
