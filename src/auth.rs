@@ -1,10 +1,11 @@
-//! Passwords (argon2id) and session tokens (JWT, HS256).
+//! Passwords (argon2id), session tokens (JWT, HS256) and (v1.1) refresh tokens.
 //!
 //! A token names one user and one device. The secret is configurable so that an application
 //! backend can mint tokens for its own users without calling `POST /v1/sessions`.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
 use jsonwebtoken::{
     decode, encode, Algorithm as JwtAlg, DecodingKey, EncodingKey, Header, Validation,
 };
@@ -26,6 +27,9 @@ pub struct Auth {
     dec: DecodingKey,
     validation: Validation,
     argon: Argon2<'static>,
+    /// v1.1: signs refresh tokens, so that a genuine but spent one (reuse) can be told from
+    /// a made-up one (which must not revoke anything).
+    refresh_key: ring::hmac::Key,
     pub token_ttl_secs: u64,
 }
 
@@ -46,6 +50,10 @@ impl Auth {
             dec: DecodingKey::from_secret(secret),
             validation,
             argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            refresh_key: ring::hmac::Key::new(
+                ring::hmac::HMAC_SHA256,
+                &[b"refresh:", secret].concat(),
+            ),
             token_ttl_secs,
         })
     }
@@ -89,6 +97,34 @@ impl Auth {
             .ok()
             .map(|d| d.claims)
     }
+
+    /// v1.1: a new refresh token for a device, `<device_id>.<nonce>.<mac>` (base64url; the
+    /// MAC is HMAC-SHA256 over `<device_id>.<nonce>`), and the hash the store keeps.
+    pub fn new_refresh_token(&self, device_id: &str) -> (String, String) {
+        let body = format!("{device_id}.{}", B64.encode(rand::random::<[u8; 24]>()));
+        let mac = ring::hmac::sign(&self.refresh_key, body.as_bytes());
+        let token = format!("{body}.{}", B64.encode(mac.as_ref()));
+        let hash = refresh_hash(&token);
+        (token, hash)
+    }
+
+    /// The device a refresh token names, if this server signed it (spent or not).
+    pub fn refresh_device<'t>(&self, token: &'t str) -> Option<&'t str> {
+        let (body, mac) = token.rsplit_once('.')?;
+        let mac = B64.decode(mac).ok()?;
+        ring::hmac::verify(&self.refresh_key, body.as_bytes(), &mac).ok()?;
+        body.split_once('.')
+            .map(|(d, _)| d)
+            .filter(|d| !d.is_empty())
+    }
+}
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// The stored form of a refresh token: hex SHA-256 (the token itself is never stored).
+pub fn refresh_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 #[cfg(test)]
@@ -111,6 +147,20 @@ mod tests {
         assert_eq!((c.sub.as_str(), c.did.as_str()), ("u1", "d1"));
         let other = Auth::new(b"other", 60, 64, 1).unwrap();
         assert!(other.verify(&t).is_none());
+    }
+
+    #[test]
+    fn refresh_token_names_its_device_when_signed() {
+        let a = Auth::new(b"secret", 60, 64, 1).unwrap();
+        let (t, h) = a.new_refresh_token("dev1");
+        assert_eq!(a.refresh_device(&t), Some("dev1"));
+        assert_eq!(refresh_hash(&t), h);
+        assert_ne!(a.new_refresh_token("dev1").0, t);
+        assert_eq!(a.refresh_device("nodot"), None);
+        let forged = format!("dev1.AAAA.{}", t.rsplit_once('.').unwrap().1);
+        assert_eq!(a.refresh_device(&forged), None);
+        let other = Auth::new(b"other", 60, 64, 1).unwrap();
+        assert_eq!(other.refresh_device(&t), None);
     }
 
     #[test]

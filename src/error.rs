@@ -21,6 +21,9 @@ pub struct ApiError {
     /// What actually went wrong, for the log; never sent to a client or another node.
     #[serde(skip)]
     pub cause: Option<String>,
+    /// v1.1: for `rate_limited` over HTTP, the seconds to send as `Retry-After`.
+    #[serde(skip)]
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -29,6 +32,7 @@ impl ApiError {
             code,
             message: message.into(),
             cause: None,
+            retry_after_secs: None,
         }
     }
     pub fn bad_request(m: impl Into<String>) -> Self {
@@ -55,12 +59,21 @@ impl ApiError {
     pub fn unavailable(m: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unavailable, m)
     }
+    /// v1.1: `rate_limited` with the time after which a retry may succeed (HTTP 429 with
+    /// `Retry-After`, whole seconds, at least 1).
+    pub fn retry_after(m: impl Into<String>, after: std::time::Duration) -> Self {
+        ApiError {
+            retry_after_secs: Some(after.as_secs_f64().ceil().max(1.0) as u64),
+            ..Self::rate_limited(m)
+        }
+    }
     /// A server fault: the client sees only "internal error"; `cause` is for the log.
     pub fn internal(cause: impl fmt::Display) -> Self {
         ApiError {
             code: ErrorCode::Internal,
             message: "internal error".into(),
             cause: Some(cause.to_string()),
+            retry_after_secs: None,
         }
     }
 

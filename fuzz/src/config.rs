@@ -84,6 +84,7 @@ fn check_retract_window(cfg: &Config) {
             title: None,
             created_by: "u".into(),
             created_at: 0,
+            avatar: None,
         },
         members: vec![sender.clone()],
         last_seq: 1,

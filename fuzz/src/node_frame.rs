@@ -95,6 +95,7 @@ fn check_views(frame: &NodeFrame) {
         }
         NodeFrame::Broadcast(Broadcast::Frame { .. })
         | NodeFrame::Broadcast(Broadcast::Event { .. })
+        | NodeFrame::Broadcast(Broadcast::Revoked { .. })
         | NodeFrame::Request { .. }
         | NodeFrame::Reply { .. }
         | NodeFrame::Resync

@@ -31,6 +31,7 @@ pub fn kind(f: &NodeFrame) -> &'static str {
             },
             Broadcast::Conversation { .. } => "broadcast-conversation",
             Broadcast::Event { .. } => "broadcast-event",
+            Broadcast::Revoked { .. } => "broadcast-revoked",
         },
         NodeFrame::Request { request, .. } => match request {
             ConvRequest::Submit(_) => "request-submit",
@@ -41,11 +42,19 @@ pub fn kind(f: &NodeFrame) -> &'static str {
             ConvRequest::React { .. } => "request-react",
             ConvRequest::AddMembers { .. } => "request-add-members",
             ConvRequest::RemoveMember { .. } => "request-remove-member",
+            ConvRequest::Receipts { .. } => "request-receipts",
+            ConvRequest::SetRetention { .. } => "request-set-retention",
+            ConvRequest::Expire { .. } => "request-expire",
+            ConvRequest::UpdateGroup { .. } => "request-update-group",
+            ConvRequest::SetRole { .. } => "request-set-role",
+            ConvRequest::Block { .. } => "request-block",
         },
         NodeFrame::Reply { result, .. } => match result {
             Ok(ConvReply::Ack(_)) => "reply-ack",
             Ok(ConvReply::Conversation(_)) => "reply-conversation",
             Ok(ConvReply::Done) => "reply-done",
+            Ok(ConvReply::Receipts(_)) => "reply-receipts",
+            Ok(ConvReply::Purged(_)) => "reply-purged",
             Err(_) => "reply-error",
         },
         NodeFrame::Resync => "resync",
@@ -61,6 +70,7 @@ pub const KINDS: &[&str] = &[
     "broadcast-frame-only",
     "broadcast-conversation",
     "broadcast-event",
+    "broadcast-revoked",
     "request-submit",
     "request-cursor",
     "request-delete",
@@ -69,9 +79,17 @@ pub const KINDS: &[&str] = &[
     "request-react",
     "request-add-members",
     "request-remove-member",
+    "request-receipts",
+    "request-set-retention",
+    "request-expire",
+    "request-update-group",
+    "request-set-role",
+    "request-block",
     "reply-ack",
     "reply-conversation",
     "reply-done",
+    "reply-receipts",
+    "reply-purged",
     "reply-error",
     "resync",
     "left",
@@ -102,6 +120,7 @@ fn group() -> Conversation {
         admins: vec!["01J9USER".into()],
         created_at: 1_767_225_600_000,
         last_seq: 42,
+        avatar: Some("01J9FILE".into()),
     }
 }
 
@@ -221,6 +240,10 @@ pub fn node_frames() -> Vec<NodeFrame> {
             },
             frame: r#"{"type":"reaction","conversation_id":"01J9CONV","seq":41,"user_id":"01J9USER","emoji":"👍","added":true}"#.into(),
         }),
+        NodeFrame::Broadcast(Broadcast::Revoked {
+            user_id: "01J9USER".into(),
+            devices: vec!["01J9DEV1".into(), "01J9DEV2".into()],
+        }),
         request(ConvRequest::AddMembers {
             by: caller(),
             user_ids: vec!["01J9NEW1".into(), "01J9NEW2".into()],
@@ -228,6 +251,35 @@ pub fn node_frames() -> Vec<NodeFrame> {
         request(ConvRequest::RemoveMember {
             by: caller(),
             user_id: "01J9OTHER".into(),
+        }),
+        request(ConvRequest::Receipts {
+            by: caller(),
+            seq: 41,
+            kind: ReceiptKind::Delivered,
+            after: Some("01J9OTHER".into()),
+            limit: 100,
+        }),
+        request(ConvRequest::SetRetention {
+            by: caller(),
+            secs: Some(86_400),
+        }),
+        request(ConvRequest::Expire {
+            before_ts: 1_767_225_600_000,
+        }),
+        request(ConvRequest::UpdateGroup {
+            by: caller(),
+            title: Some(Some("New name".into())),
+            avatar: Some(None),
+        }),
+        request(ConvRequest::SetRole {
+            by: caller(),
+            user_id: "01J9OTHER".into(),
+            admin: true,
+        }),
+        request(ConvRequest::Block {
+            by: caller(),
+            user_id: "01J9OTHER".into(),
+            blocked: true,
         }),
         NodeFrame::Reply {
             req_id: 7,
@@ -247,6 +299,25 @@ pub fn node_frames() -> Vec<NodeFrame> {
         NodeFrame::Reply {
             req_id: 8,
             result: Ok(ConvReply::Done),
+        },
+        NodeFrame::Reply {
+            req_id: 10,
+            result: Ok(ConvReply::Receipts(parley_protocol::ReceiptPage {
+                conversation_id: "01J9CONV".into(),
+                seq: 41,
+                recipients: 2,
+                delivered: 2,
+                read: 1,
+                users: vec![parley_protocol::ReceiptUser {
+                    user_id: "01J9OTHER".into(),
+                    at: Some(1_767_225_600_002),
+                }],
+                more: false,
+            })),
+        },
+        NodeFrame::Reply {
+            req_id: 11,
+            result: Ok(ConvReply::Purged(500)),
         },
         NodeFrame::Reply {
             req_id: 9,

@@ -4,6 +4,7 @@
 //! a membership event, a commit's fan-out each go to this node's sessions through the `Hub`
 //! and, in a cluster, to the other nodes through `Peers`, always together.
 
+use super::access::Access;
 use super::admission::Admission;
 use super::fanout;
 use super::hub::Hub;
@@ -39,6 +40,9 @@ pub struct Core {
     pub peers: Arc<dyn Peers>,
     pub blobs: Blobs,
     pub admission: Arc<Admission>,
+    /// v1.1: which devices may use their tokens (revocation), and the rate limits of users
+    /// and addresses.
+    pub access: Access,
     /// The metrics of the bridge this node runs in-process, if it runs one.
     pub push_metrics: std::sync::OnceLock<Arc<crate::push::metrics::PushMetrics>>,
     shutting_down: AtomicBool,
@@ -54,6 +58,7 @@ impl Core {
         admission: Arc<Admission>,
     ) -> Core {
         let blobs = Blobs::new(config.data_dir.join("files"));
+        let access = Access::new(&config);
         Core {
             config,
             store,
@@ -64,6 +69,7 @@ impl Core {
             peers,
             blobs,
             admission,
+            access,
             push_metrics: std::sync::OnceLock::new(),
             shutting_down: AtomicBool::new(false),
         }
@@ -165,6 +171,19 @@ impl Core {
         }
     }
 
+    /// v1.1: these devices were deleted from the store: every node stops accepting their
+    /// tokens and closes their sessions with 4401.
+    pub fn revoke(&self, user_id: &str, devices: Vec<String>) {
+        self.access.forget(&devices);
+        self.hub.revoke(user_id, &devices);
+        if self.peers.is_clustered() {
+            self.peers.broadcast(Broadcast::Revoked {
+                user_id: user_id.to_string(),
+                devices,
+            });
+        }
+    }
+
     /// Hands a broadcast from another node to this node's sessions.
     pub fn receive(&self, b: Broadcast) {
         match b {
@@ -203,6 +222,10 @@ impl Core {
             } => self
                 .hub
                 .send_event(&users, &devices, &Arc::new(event), &ByteString::from(frame)),
+            Broadcast::Revoked { user_id, devices } => {
+                self.access.forget(&devices);
+                self.hub.revoke(&user_id, &devices);
+            }
         }
     }
 }

@@ -43,6 +43,8 @@ pub enum ToSession {
     Shutdown,
     /// Frames may have been missed (the cluster bus broke): repair from storage.
     Refresh,
+    /// v1.1: the device was revoked: close with 4401 at once.
+    Revoked,
 }
 
 #[derive(Clone)]
@@ -156,6 +158,24 @@ impl Hub {
                 })
             });
         }
+    }
+
+    /// Closes (4401) every session of these devices of the user on this node.
+    pub fn revoke(&self, user_id: &str, devices: &[String]) {
+        self.offer_user(user_id, |h| {
+            devices
+                .iter()
+                .any(|d| **d == *h.device_id)
+                .then_some(ToSession::Revoked)
+        });
+    }
+
+    /// The user's devices with a live session on this node.
+    pub fn devices_of(&self, user_id: &str) -> Vec<String> {
+        self.users
+            .get(user_id)
+            .map(|v| v.iter().map(|h| h.device_id.to_string()).collect())
+            .unwrap_or_default()
     }
 
     pub fn users(&self) -> Vec<String> {

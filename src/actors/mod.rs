@@ -12,6 +12,7 @@
 //! hub, the peers and the registry); the conversation actor on `core`; `routing` (starts
 //! conversation actors and sends to them); `create`, `sweep` and the session actor on top.
 
+pub mod access;
 pub mod admission;
 pub mod conversation;
 pub mod core;

@@ -78,6 +78,12 @@ pub enum Broadcast {
         event: EventRef,
         frame: String,
     },
+    /// v1.1: these devices of `user_id` were revoked (signed out, or the account deleted):
+    /// every node forgets them in its token check and closes their sessions with 4401.
+    Revoked {
+        user_id: String,
+        devices: Vec<String>,
+    },
 }
 
 /// Where an event sits: in its conversation's log (`event_no`) and on which message (`seq`).

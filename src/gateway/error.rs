@@ -14,7 +14,11 @@ impl ResponseError for ApiError {
         if let Some(cause) = &self.cause {
             tracing::warn!(error = %cause, code = self.code.as_str(), "request failed");
         }
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut r = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.retry_after_secs {
+            r.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        r.json(ErrorBody {
             error: ErrorDetail {
                 code: self.code,
                 message: self.message.clone(),

@@ -7,6 +7,7 @@
 mod accounts;
 mod blocks;
 mod conversations;
+mod devices;
 mod error;
 pub mod files;
 mod health;
@@ -21,7 +22,7 @@ use crate::auth::Claims;
 use crate::domain::Caller;
 use crate::error::ApiError;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse};
-use std::future::{ready, Ready};
+use futures_util::future::LocalBoxFuture;
 
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
     req.headers()
@@ -42,16 +43,33 @@ fn verify(req: &HttpRequest) -> Result<Claims, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("bad or expired token"))
 }
 
-/// The authenticated caller of a `/v1/` endpoint (from `Authorization: Bearer`).
+/// The authenticated caller of a `/v1/` endpoint (from `Authorization: Bearer`): a valid
+/// token whose device still exists (v1.1: a revoked device's tokens fail at once).
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Caller, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Caller, ApiError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(verify(req).map(|c| Caller {
-            user_id: c.sub,
-            device_id: c.did,
-        }))
+        let claims = verify(req);
+        let core = req.app_data::<web::Data<Core>>().cloned();
+        Box::pin(async move {
+            let c = claims?;
+            let core = core.ok_or_else(|| ApiError::internal("core missing from app data"))?;
+            if !core.access.device_ok(&*core.store, &c.sub, &c.did).await? {
+                return Err(ApiError::unauthorized("device signed out"));
+            }
+            Ok(Caller {
+                user_id: c.sub,
+                device_id: c.did,
+            })
+        })
     }
+}
+
+/// The client's address for per-address limits: the peer address of the connection (a
+/// proxy in front should be configured to keep it, e.g. by PROXY protocol; forwarded
+/// headers are not trusted).
+pub fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|a| a.ip())
 }
 
 /// Registers every route. Used by the server and nowhere else.
@@ -86,8 +104,19 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
     .route("/v1/users", web::post().to(accounts::create_user))
     .route("/v1/users", web::get().to(accounts::find_user))
     .route("/v1/users/me", web::get().to(accounts::me))
+    .route("/v1/users/me", web::delete().to(accounts::delete_me))
+    .route(
+        "/v1/users/me/password",
+        web::put().to(accounts::change_password),
+    )
     .route("/v1/sessions", web::post().to(accounts::create_session))
-    .route("/v1/devices", web::get().to(accounts::devices))
+    .route(
+        "/v1/sessions/refresh",
+        web::post().to(devices::refresh_session),
+    )
+    .route("/v1/sessions/current", web::delete().to(devices::sign_out))
+    .route("/v1/devices", web::get().to(devices::devices))
+    .route("/v1/devices/{id}", web::delete().to(devices::revoke_device))
     .route("/v1/devices/{id}/push", web::put().to(accounts::set_push))
     .route("/v1/push/vapid", web::get().to(push::vapid))
     .route(

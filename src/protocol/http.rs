@@ -26,6 +26,9 @@ pub struct CreateSession {
     pub password: String,
     #[serde(default)]
     pub device_name: Option<String>,
+    /// v1.1: log in to this existing device of mine (keeps its identity and cursors).
+    #[serde(default)]
+    pub device_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +37,31 @@ pub struct SessionToken {
     pub user_id: String,
     pub device_id: String,
     pub expires_at: i64,
+    /// v1.1: the device's refresh token (`POST /v1/sessions/refresh`); single use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// v1.1: `POST /v1/sessions/refresh`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshSession {
+    pub refresh_token: String,
+}
+
+/// v1.1: `PUT /v1/users/me/password`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangePassword {
+    pub old: String,
+    pub new: String,
+    /// Revoke every other device of mine.
+    #[serde(default)]
+    pub sign_out_others: bool,
+}
+
+/// v1.1: `DELETE /v1/users/me`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteAccount {
+    pub password: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,6 +167,12 @@ pub struct DeviceInfo {
     pub name: Option<String>,
     pub created_at: i64,
     pub push: Option<PushState>,
+    /// v1.1: when the device was last connected (ms; now if it is connected); null if never.
+    #[serde(default)]
+    pub last_seen_at: Option<i64>,
+    /// v1.1: this is the device of the token that asked.
+    #[serde(default)]
+    pub current: bool,
 }
 
 /// A device's push target, as the device's user sees it.

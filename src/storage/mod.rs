@@ -151,6 +151,10 @@ pub struct DeviceRow {
     pub created_at: i64,
     /// Where to notify the device while it is offline, if it said.
     pub push: Option<PushTargetRow>,
+    /// v1.1: hex SHA-256 of the device's current refresh token.
+    pub refresh_hash: Option<String>,
+    /// v1.1: when a session of the device last ended (or began), ms.
+    pub last_seen_at: Option<i64>,
 }
 
 /// A device's push target (`PUT /v1/devices/{id}/push`).
@@ -372,6 +376,25 @@ pub trait Store: Send + Sync + 'static {
     async fn set_push_target(&self, device_id: &str, target: PushTargetRow) -> StoreResult<()>;
     /// Every device of the user, with its push target.
     async fn devices_of_user(&self, user_id: &str) -> StoreResult<Vec<DeviceRow>>;
+    /// Deletes a device (v1.1 revoke, sign-out): its row, its cursors, its push target and
+    /// its push jobs. `NotFound` if there is no such device.
+    async fn delete_device(&self, device_id: &str) -> StoreResult<()>;
+    /// Replaces the device's refresh-token hash with `new_hash` if the current one is
+    /// `expected` (`None`: whatever it is). False if it was not (a reused refresh token) or
+    /// there is no such device.
+    async fn set_refresh_hash(
+        &self,
+        device_id: &str,
+        expected: Option<String>,
+        new_hash: String,
+    ) -> StoreResult<bool>;
+    /// Replaces the user's password hash; `NotFound` if there is no such user.
+    async fn set_password_hash(&self, user_id: &str, hash: String) -> StoreResult<()>;
+    /// Records when the device was last seen connected.
+    async fn touch_device(&self, device_id: &str, at: i64) -> StoreResult<()>;
+    /// Deletes the user's row and frees its username (v1.1 account deletion: the caller has
+    /// already deleted its devices and memberships). Its messages stay, naming its id.
+    async fn delete_user(&self, user_id: &str) -> StoreResult<()>;
 
     // -- conversations and members
     /// Creates a conversation with its founding members (joined at seq 0). With `direct_key`,

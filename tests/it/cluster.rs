@@ -29,7 +29,7 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 fn cluster(n: usize) -> TestServer {
     TestServer::builder()
         .nodes(n)
-        .config("[limits]\nrate_per_sec = 100000\nrate_burst = 100000")
+        .config("[limits]\nrate_per_sec = 100000\nrate_burst = 100000\nuser_rate_per_sec = 100000\nuser_rate_burst = 100000")
         .start()
 }
 

@@ -53,7 +53,7 @@ export async function startParley(bin = parleyBin()) {
   if (!bin || !existsSync(bin)) throw new Error(`no parley binary at ${bin} (set PARLEY_BIN)`);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'parley-js-'));
   const config = path.join(dir, 'parley.toml');
-  await writeFile(config, '[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n');
+  await writeFile(config, '[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n[limits]\nip_auth_per_min = 1000000\nip_auth_burst = 1000000\n');
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const server = { baseUrl, port, dir, child: null, log: '' };

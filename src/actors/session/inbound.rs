@@ -31,12 +31,14 @@ impl RateLimit {
         }
     }
 
-    fn allow(&mut self, l: &Limits) -> bool {
+    /// One frame, if this connection's bucket and then `user` (v1.1: the user's budget over
+    /// all its connections on this node) allow it; a refusal by either is a strike.
+    fn allow(&mut self, l: &Limits, user: impl FnOnce() -> bool) -> bool {
         let now = Instant::now();
         let dt = now.duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + dt * l.rate_per_sec as f64).min(l.rate_burst as f64);
-        if self.tokens >= 1.0 {
+        if self.tokens >= 1.0 && user() {
             self.tokens -= 1.0;
             self.strikes = 0;
             true
@@ -85,7 +87,9 @@ impl SessionActor {
             Ok(f) => f,
             Err(e) => return self.malformed(text, e, ctx),
         };
-        if !self.limiter.allow(&self.core.config.limits) {
+        let (access, ident) = (&self.core.access, self.ident.as_ref());
+        let user = || ident.is_none_or(|i| access.user_frame(&i.user_id).is_ok());
+        if !self.limiter.allow(&self.core.config.limits, user) {
             self.core.metrics.rate_limited.inc();
             if self.limiter.strikes >= self.core.config.limits.rate_strikes {
                 self.close_now(close::TOO_SLOW, "rate limit exceeded", ctx);

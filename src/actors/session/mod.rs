@@ -246,6 +246,7 @@ impl Handler<ToSession> for SessionActor {
                 self.close_after_flush(close::RESTARTING, "server restarting", ctx)
             }
             ToSession::Refresh => self.refresh(ctx),
+            ToSession::Revoked => self.close_now(close::BAD_TOKEN, "device signed out", ctx),
         }
     }
 }

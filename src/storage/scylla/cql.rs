@@ -48,13 +48,23 @@ stmts! {
     CLAIM_USERNAME = "INSERT INTO users_by_name (username, user_id) VALUES (?, ?) IF NOT EXISTS", [Text, Text];
     INSERT_USER = "INSERT INTO users (user_id, username, display_name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)", [Text, Text, Text, Text, BigInt];
     USER_ID_BY_NAME = "SELECT user_id FROM users_by_name WHERE username = ?", [Text];
+    SET_PASSWORD_HASH = "UPDATE users SET password_hash = ? WHERE user_id = ? IF EXISTS", [Text, Text];
+    DELETE_USER = "DELETE FROM users WHERE user_id = ?", [Text];
+    FREE_USERNAME = "DELETE FROM users_by_name WHERE username = ?", [Text];
     USER_BY_ID = "SELECT user_id, username, display_name, password_hash, created_at FROM users WHERE user_id = ?", [Text];
 
     // devices
     INSERT_DEVICE = "INSERT INTO devices (device_id, user_id, name, created_at) VALUES (?, ?, ?, ?)", [Text, Text, Text, BigInt];
     INSERT_DEVICE_BY_USER = "INSERT INTO devices_by_user (user_id, device_id) VALUES (?, ?)", [Text, Text];
-    DEVICE_BY_ID = "SELECT device_id, user_id, name, created_at FROM devices WHERE device_id = ?", [Text];
+    DEVICE_BY_ID = "SELECT device_id, user_id, name, created_at, refresh_hash, last_seen_at FROM devices WHERE device_id = ?", [Text];
+    SET_REFRESH_HASH = "UPDATE devices SET refresh_hash = ? WHERE device_id = ? IF EXISTS", [Text, Text];
+    ROTATE_REFRESH_HASH = "UPDATE devices SET refresh_hash = ? WHERE device_id = ? IF refresh_hash = ?", [Text, Text, Text];
+    TOUCH_DEVICE = "UPDATE devices SET last_seen_at = ? WHERE device_id = ? IF EXISTS", [BigInt, Text];
     DEVICES_OF_USER = "SELECT device_id FROM devices_by_user WHERE user_id = ?", [Text];
+    DELETE_DEVICE = "DELETE FROM devices WHERE device_id = ?", [Text];
+    DELETE_DEVICE_BY_USER = "DELETE FROM devices_by_user WHERE user_id = ? AND device_id = ?", [Text, Text];
+    DELETE_DEVICE_CURSORS = "DELETE FROM device_cursors WHERE device_id = ?", [Text];
+    DELETE_PUSH_TARGET = "DELETE FROM push_targets WHERE device_id = ?", [Text];
 
     // conversations and members
     CLAIM_DIRECT_PAIR = "INSERT INTO direct_pairs (direct_key, conversation_id) VALUES (?, ?) IF NOT EXISTS", [Text, Text];
@@ -209,6 +219,7 @@ pub const SCHEMA: &[(i32, &str)] = &[
         5,
         include_str!("../../../schema/scylla/005_conversations.cql"),
     ),
+    (6, include_str!("../../../schema/scylla/006_accounts.cql")),
     (7, include_str!("../../../schema/scylla/007_receipts.cql")),
     (8, include_str!("../../../schema/scylla/008_retention.cql")),
 ];

@@ -210,6 +210,26 @@ impl Store for ScyllaStore {
     async fn devices_of_user(&self, user_id: &str) -> StoreResult<Vec<DeviceRow>> {
         users::devices_of_user(self, user_id).await
     }
+    async fn delete_device(&self, device_id: &str) -> StoreResult<()> {
+        users::delete_device(self, device_id).await
+    }
+    async fn set_refresh_hash(
+        &self,
+        device_id: &str,
+        expected: Option<String>,
+        new_hash: String,
+    ) -> StoreResult<bool> {
+        users::set_refresh_hash(self, device_id, expected, new_hash).await
+    }
+    async fn set_password_hash(&self, user_id: &str, hash: String) -> StoreResult<()> {
+        users::set_password_hash(self, user_id, hash).await
+    }
+    async fn touch_device(&self, device_id: &str, at: i64) -> StoreResult<()> {
+        users::touch_device(self, device_id, at).await
+    }
+    async fn delete_user(&self, user_id: &str) -> StoreResult<()> {
+        users::delete_user(self, user_id).await
+    }
 
     async fn create_conversation(
         &self,

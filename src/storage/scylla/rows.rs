@@ -175,6 +175,8 @@ row!(
         user_id: String,
         name: Option<String>,
         created_at: i64,
+        refresh_hash: Option<String>,
+        last_seen_at: Option<i64>,
     }
 );
 
@@ -186,6 +188,8 @@ impl DeviceCols {
             name: self.name,
             created_at: self.created_at,
             push,
+            refresh_hash: self.refresh_hash,
+            last_seen_at: self.last_seen_at,
         }
     }
 }

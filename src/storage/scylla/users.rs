@@ -141,3 +141,72 @@ pub(super) async fn set_push_target(
     .await
     .map(|_| ())
 }
+
+/// The device's rows go: the device, its index entry, its cursors and its push target. Its
+/// push jobs stay until a bridge leases them and finds no target (they are then dropped).
+pub(super) async fn delete_device(s: &ScyllaStore, device_id: &str) -> StoreResult<()> {
+    let Some(d) = s
+        .row::<DeviceCols>(&cql::DEVICE_BY_ID, (device_id,))
+        .await?
+    else {
+        return Err(StoreError::NotFound);
+    };
+    let user_id = d.user_id;
+    s.exec(&cql::DELETE_DEVICE_BY_USER, (user_id.as_str(), device_id))
+        .await?;
+    s.exec(&cql::DELETE_DEVICE_CURSORS, (device_id,)).await?;
+    s.exec(&cql::DELETE_PUSH_TARGET, (device_id,)).await?;
+    s.exec(&cql::DELETE_DEVICE, (device_id,)).await?;
+    Ok(())
+}
+
+/// Lightweight transactions: two refreshes racing with one token, only one rotates.
+pub(super) async fn set_refresh_hash(
+    s: &ScyllaStore,
+    device_id: &str,
+    expected: Option<String>,
+    new_hash: String,
+) -> StoreResult<bool> {
+    match expected {
+        None => {
+            s.lwt(&cql::SET_REFRESH_HASH, (new_hash.as_str(), device_id))
+                .await
+        }
+        Some(old) => {
+            s.lwt(
+                &cql::ROTATE_REFRESH_HASH,
+                (new_hash.as_str(), device_id, old.as_str()),
+            )
+            .await
+        }
+    }
+}
+
+/// `IF EXISTS`: a touch racing a deletion must not leave a partial row behind.
+pub(super) async fn touch_device(s: &ScyllaStore, device_id: &str, at: i64) -> StoreResult<()> {
+    s.lwt(&cql::TOUCH_DEVICE, (at, device_id)).await?;
+    Ok(())
+}
+
+pub(super) async fn delete_user(s: &ScyllaStore, user_id: &str) -> StoreResult<()> {
+    let Some(u) = user_by_id(s, user_id).await? else {
+        return Err(StoreError::NotFound);
+    };
+    s.exec(&cql::FREE_USERNAME, (u.username.as_str(),)).await?;
+    s.exec(&cql::DELETE_USER, (user_id,)).await?;
+    Ok(())
+}
+
+pub(super) async fn set_password_hash(
+    s: &ScyllaStore,
+    user_id: &str,
+    hash: String,
+) -> StoreResult<()> {
+    if !s
+        .lwt(&cql::SET_PASSWORD_HASH, (hash.as_str(), user_id))
+        .await?
+    {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}

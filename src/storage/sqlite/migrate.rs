@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../schema/sqlite/004_conversations.sql"),
     ),
+    (5, include_str!("../../../schema/sqlite/005_accounts.sql")),
     (6, include_str!("../../../schema/sqlite/006_receipts.sql")),
     (7, include_str!("../../../schema/sqlite/007_retention.sql")),
 ];

@@ -183,6 +183,33 @@ impl Store for SqliteStore {
         let u = user_id.to_string();
         self.read(move |c| users::devices_of_user(c, &u)).await
     }
+    async fn delete_device(&self, device_id: &str) -> StoreResult<()> {
+        let id = device_id.to_string();
+        self.write(move |c| users::delete_device(c, &id)).await
+    }
+    async fn set_refresh_hash(
+        &self,
+        device_id: &str,
+        expected: Option<String>,
+        new_hash: String,
+    ) -> StoreResult<bool> {
+        let id = device_id.to_string();
+        self.write(move |c| users::set_refresh_hash(c, &id, expected.as_deref(), &new_hash))
+            .await
+    }
+    async fn set_password_hash(&self, user_id: &str, hash: String) -> StoreResult<()> {
+        let id = user_id.to_string();
+        self.write(move |c| users::set_password_hash(c, &id, &hash))
+            .await
+    }
+    async fn touch_device(&self, device_id: &str, at: i64) -> StoreResult<()> {
+        let id = device_id.to_string();
+        self.write(move |c| users::touch_device(c, &id, at)).await
+    }
+    async fn delete_user(&self, user_id: &str) -> StoreResult<()> {
+        let id = user_id.to_string();
+        self.write(move |c| users::delete_user(c, &id)).await
+    }
 
     async fn create_conversation(
         &self,

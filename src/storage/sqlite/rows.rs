@@ -53,7 +53,7 @@ pub(super) fn user(r: &Row<'_>) -> rusqlite::Result<UserRow> {
     })
 }
 
-pub(super) const DEVICE_COLS: &str = "device_id, user_id, name, created_at, push_provider, push_token, push_endpoint, push_p256dh, push_auth, push_payload, push_registered_at, push_disabled_at, push_disabled_reason";
+pub(super) const DEVICE_COLS: &str = "device_id, user_id, name, created_at, push_provider, push_token, push_endpoint, push_p256dh, push_auth, push_payload, push_registered_at, push_disabled_at, push_disabled_reason, refresh_hash, last_seen_at";
 
 pub(super) fn device(r: &Row<'_>) -> rusqlite::Result<DeviceRow> {
     let provider: Option<String> = r.get(4)?;
@@ -79,6 +79,8 @@ pub(super) fn device(r: &Row<'_>) -> rusqlite::Result<DeviceRow> {
             }),
             None => None,
         },
+        refresh_hash: r.get(13)?,
+        last_seen_at: r.get(14)?,
     })
 }
 

@@ -113,3 +113,72 @@ pub(super) fn devices_of_user(c: &Connection, user_id: &str) -> StoreResult<Vec<
     let rows = s.query_map([user_id], rows::device).map_err(sql)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
+
+/// The device's row goes, and with it its cursors, its push target (a column of the row) and
+/// its push jobs: nothing is owed to a revoked device any more.
+pub(super) fn delete_device(c: &Connection, device_id: &str) -> StoreResult<()> {
+    let n = c
+        .prepare_cached("DELETE FROM devices WHERE device_id = ?1")
+        .and_then(|mut s| s.execute([device_id]))
+        .map_err(sql)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    for table in ["device_cursors", "push_jobs", "push_shown"] {
+        c.prepare_cached(&format!("DELETE FROM {table} WHERE device_id = ?1"))
+            .and_then(|mut s| s.execute([device_id]))
+            .map_err(sql)?;
+    }
+    Ok(())
+}
+
+pub(super) fn set_refresh_hash(
+    c: &Connection,
+    device_id: &str,
+    expected: Option<&str>,
+    new_hash: &str,
+) -> StoreResult<bool> {
+    let n = match expected {
+        None => c
+            .prepare_cached("UPDATE devices SET refresh_hash = ?2 WHERE device_id = ?1")
+            .and_then(|mut s| s.execute(params![device_id, new_hash])),
+        Some(old) => c
+            .prepare_cached(
+                "UPDATE devices SET refresh_hash = ?2 WHERE device_id = ?1 AND refresh_hash = ?3",
+            )
+            .and_then(|mut s| s.execute(params![device_id, new_hash, old])),
+    }
+    .map_err(sql)?;
+    Ok(n == 1)
+}
+
+pub(super) fn touch_device(c: &Connection, device_id: &str, at: i64) -> StoreResult<()> {
+    c.prepare_cached(
+        "UPDATE devices SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?2) WHERE device_id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![device_id, at]))
+    .map_err(sql)?;
+    Ok(())
+}
+
+pub(super) fn delete_user(c: &Connection, user_id: &str) -> StoreResult<()> {
+    let n = c
+        .prepare_cached("DELETE FROM users WHERE user_id = ?1")
+        .and_then(|mut s| s.execute([user_id]))
+        .map_err(sql)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub(super) fn set_password_hash(c: &Connection, user_id: &str, hash: &str) -> StoreResult<()> {
+    let n = c
+        .prepare_cached("UPDATE users SET password_hash = ?2 WHERE user_id = ?1")
+        .and_then(|mut s| s.execute(params![user_id, hash]))
+        .map_err(sql)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}

@@ -10,13 +10,17 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Config every test server gets: cheap password hashing, short grace period.
+/// Config every test server gets: cheap password hashing, short grace period, no limit on
+/// logins per address (every test client is 127.0.0.1; `accounts_limits` tests the limit).
 const BASE_CONFIG: &str = r#"
 shutdown_grace_secs = 2
 workers = 2
 [auth]
 argon2_memory_kib = 64
 argon2_iterations = 1
+[limits]
+ip_auth_per_min = 1000000
+ip_auth_burst = 1000000
 "#;
 
 pub struct TestServer {

@@ -191,7 +191,7 @@ async fn silent_peer_is_dropped_by_heartbeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_closed_and_loses_nothing() {
     let s = TestServer::builder()
-        .config("[limits]\noutbound_queue = 128\nslow_consumer_grace_ms = 300\nrate_per_sec = 100000\nrate_burst = 100000")
+        .config("[limits]\noutbound_queue = 128\nslow_consumer_grace_ms = 300\nrate_per_sec = 100000\nrate_burst = 100000\nuser_rate_per_sec = 100000\nuser_rate_burst = 100000")
         .start();
     let a = s.user("alice").await;
     let b = s.user("bob").await;

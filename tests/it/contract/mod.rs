@@ -6,6 +6,7 @@ mod accounts;
 mod blocks;
 mod connection;
 mod conversations;
+mod devices;
 mod edits;
 mod files;
 mod groups;

@@ -10,7 +10,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_message_during_sync_paging_respects_the_page_bound() {
     let s = TestServer::builder()
-        .config("[limits]\nrate_per_sec = 100000\nrate_burst = 100000")
+        .config("[limits]\nrate_per_sec = 100000\nrate_burst = 100000\nuser_rate_per_sec = 100000\nuser_rate_burst = 100000")
         .start();
     let a = s.user("alice").await;
     let b = s.user("bob").await;

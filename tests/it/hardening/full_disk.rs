@@ -61,7 +61,7 @@ async fn a_full_disk_refuses_writes_loses_nothing_and_recovers() {
     let s = TestServer::builder()
         .nodes(1)
         .data_dir(disk.0.join("data"))
-        .config("[limits]\nrate_per_sec = 100000\nrate_burst = 100000")
+        .config("[limits]\nrate_per_sec = 100000\nrate_burst = 100000\nuser_rate_per_sec = 100000\nuser_rate_burst = 100000")
         .start();
     let a = s.user("alice").await;
     let b = s.user("bob").await;

@@ -79,3 +79,97 @@ pub(super) async fn users_devices_and_push_targets(store: &dyn Store) {
     );
     store.check_writable().await.unwrap();
 }
+
+/// v1.1: refresh-token rotation (compare and set), last seen, device and user deletion.
+pub(super) async fn refresh_last_seen_and_deletion(store: &dyn Store) {
+    store.create_user(user("r1")).await.unwrap();
+    conversation(store, "rk", &["r1"]).await;
+    store.create_device(device("rd1", "r1")).await.unwrap();
+    store.create_device(device("rd2", "r1")).await.unwrap();
+    // Unconditional set, then rotation only from the current hash.
+    assert!(store
+        .set_refresh_hash("rd1", None, "h1".into())
+        .await
+        .unwrap());
+    assert!(!store
+        .set_refresh_hash("rd1", Some("other".into()), "h2".into())
+        .await
+        .unwrap());
+    assert!(store
+        .set_refresh_hash("rd1", Some("h1".into()), "h2".into())
+        .await
+        .unwrap());
+    assert!(!store
+        .set_refresh_hash("rd1", Some("h1".into()), "h3".into())
+        .await
+        .unwrap());
+    let d = store.device("rd1").await.unwrap().unwrap();
+    assert_eq!(d.refresh_hash.as_deref(), Some("h2"));
+    assert!(!store
+        .set_refresh_hash("nope", None, "h".into())
+        .await
+        .unwrap());
+    // Last seen.
+    assert_eq!(d.last_seen_at, None);
+    store.touch_device("rd1", 50).await.unwrap();
+    assert_eq!(
+        store.device("rd1").await.unwrap().unwrap().last_seen_at,
+        Some(50)
+    );
+    store.touch_device("nope", 50).await.unwrap();
+    assert!(
+        store.device("nope").await.unwrap().is_none(),
+        "a touch creates nothing"
+    );
+    // Deleting a device: its row, push target and cursors go; the other stays.
+    let t = PushTargetRow {
+        provider: "fcm".into(),
+        token: Some("tok".into()),
+        registered_at: 3,
+        ..Default::default()
+    };
+    store.set_push_target("rd1", t).await.unwrap();
+    store.delete_device("rd1").await.unwrap();
+    assert!(store.device("rd1").await.unwrap().is_none());
+    assert_eq!(store.device_cursor("rd1", "rk").await.unwrap(), None);
+    assert_eq!(
+        store.delete_device("rd1").await.unwrap_err(),
+        StoreError::NotFound
+    );
+    let left: Vec<String> = store
+        .devices_of_user("r1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.device_id)
+        .collect();
+    assert_eq!(left, vec!["rd2".to_string()]);
+    assert!(store.device_cursor("rd2", "rk").await.unwrap().is_some());
+    // Password hash.
+    store
+        .set_password_hash("r1", "new-hash".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.user_by_id("r1").await.unwrap().unwrap().password_hash,
+        "new-hash"
+    );
+    assert_eq!(
+        store
+            .set_password_hash("nope", "x".into())
+            .await
+            .unwrap_err(),
+        StoreError::NotFound
+    );
+    // Deleting the user frees the username.
+    store.delete_user("r1").await.unwrap();
+    assert!(store.user_by_id("r1").await.unwrap().is_none());
+    assert!(store.user_by_name("name-r1").await.unwrap().is_none());
+    let mut again = user("r2");
+    again.username = "name-r1".into();
+    store.create_user(again).await.unwrap();
+    assert_eq!(
+        store.delete_user("r1").await.unwrap_err(),
+        StoreError::NotFound
+    );
+}

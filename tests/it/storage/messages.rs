@@ -148,6 +148,8 @@ pub(super) async fn cursors_never_move_backwards(store: &dyn Store) {
             name: None,
             created_at: 1,
             push: None,
+            refresh_hash: None,
+            last_seen_at: None,
         })
         .await
         .unwrap();

@@ -57,6 +57,8 @@ pub(super) fn device(id: &str, user: &str) -> DeviceRow {
         name: Some(format!("phone of {user}")),
         created_at: 2,
         push: None,
+        refresh_hash: None,
+        last_seen_at: None,
     }
 }
 
@@ -101,6 +103,7 @@ macro_rules! checks {
         $m!(events::reactions_count_once_per_user_and_emoji);
         $m!(accounts::usernames_are_unique);
         $m!(accounts::users_devices_and_push_targets);
+        $m!(accounts::refresh_last_seen_and_deletion);
         $m!(conversations::direct_pairs_members_and_devices);
         $m!(push::outbox_schedules_collapses_leases_and_completes);
         $m!(push::dead_targets_mute_and_badge);
