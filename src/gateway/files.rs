@@ -83,12 +83,13 @@ fn too_large(max: u64) -> ApiError {
 
 pub async fn upload(
     core: web::Data<Core>,
-    caller: Caller,
     req: HttpRequest,
     mut body: web::Payload,
 ) -> ApiResult<HttpResponse> {
+    let caller = super::token_caller(&req)?;
     let declared = declared_type(&req)?;
     let _permit = core.admission.upload(&caller.user_id)?;
+    super::check_device(&core, &caller).await?;
     let max = core.config.limits.max_file_bytes;
     let announced = req
         .headers()

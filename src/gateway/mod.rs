@@ -49,20 +49,38 @@ impl FromRequest for Caller {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Caller, ApiError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let claims = verify(req);
+        let caller = token_caller(req);
         let core = req.app_data::<web::Data<Core>>().cloned();
         Box::pin(async move {
-            let c = claims?;
+            let caller = caller?;
             let core = core.ok_or_else(|| ApiError::internal("core missing from app data"))?;
-            if !core.access.device_ok(&*core.store, &c.sub, &c.did).await? {
-                return Err(ApiError::unauthorized("device signed out"));
-            }
-            Ok(Caller {
-                user_id: c.sub,
-                device_id: c.did,
-            })
+            check_device(&core, &caller).await?;
+            Ok(caller)
         })
     }
+}
+
+/// The caller a valid token names, before its device is checked (`check_device`): for
+/// handlers that must refuse early, before any await (uploads take their admission permit
+/// first).
+pub(super) fn token_caller(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let c = verify(req)?;
+    Ok(Caller {
+        user_id: c.sub,
+        device_id: c.did,
+    })
+}
+
+/// A revoked device's tokens fail at once (v1.1).
+pub(super) async fn check_device(core: &Core, caller: &Caller) -> Result<(), ApiError> {
+    if !core
+        .access
+        .device_ok(&*core.store, &caller.user_id, &caller.device_id)
+        .await?
+    {
+        return Err(ApiError::unauthorized("device signed out"));
+    }
+    Ok(())
 }
 
 /// The client's address for per-address limits: the peer address of the connection (a
