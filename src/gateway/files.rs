@@ -101,6 +101,18 @@ pub async fn upload(
     }
     let mut upload = core.blobs.begin().await.map_err(io_error)?;
     receive(&mut body, &mut upload, max).await?;
+    let info = finish(&core, &caller, declared, upload).await?;
+    Ok(HttpResponse::Created().json(info))
+}
+
+/// Turns a complete upload into a stored file: the one place every way of uploading (a plain
+/// POST, a resumed upload) ends, so the type check and what is recorded are the same for all.
+pub(super) async fn finish(
+    core: &Core,
+    caller: &Caller,
+    declared: String,
+    upload: Upload,
+) -> ApiResult<FileInfo> {
     if upload.size() == 0 {
         return Err(ApiError::bad_request("empty file"));
     }
@@ -109,7 +121,7 @@ pub async fn upload(
     let sha256 = upload.commit().await.map_err(io_error)?;
     let row = FileRow {
         file_id: new_id(),
-        uploader_id: caller.user_id,
+        uploader_id: caller.user_id.clone(),
         size,
         content_type: declared,
         sha256,
@@ -122,7 +134,7 @@ pub async fn upload(
         sha256: row.sha256.clone(),
     };
     core.store.create_file(row).await?;
-    Ok(HttpResponse::Created().json(info))
+    Ok(info)
 }
 
 /// Streams the body into `upload`, at most `max` bytes. On any error the upload is dropped
@@ -158,16 +170,26 @@ pub async fn download(
             "only the uploader and members of a conversation it was sent in may read this file",
         ));
     }
-    let file = actix_files::NamedFile::open_async(core.blobs.path(&row.sha256))
+    serve_blob(&core, &req, &row.sha256, &row.content_type).await
+}
+
+/// Sends a stored blob with its type: the one place bytes leave the blob store for a client,
+/// so Range, ETag and the headers that make serving safe are the same for every endpoint.
+pub(super) async fn serve_blob(
+    core: &Core,
+    req: &HttpRequest,
+    sha256: &str,
+    content_type: &str,
+) -> ApiResult<HttpResponse> {
+    let file = actix_files::NamedFile::open_async(core.blobs.path(sha256))
         .await
         .map_err(|_| ApiError::not_found("file content is gone"))?;
-    let mime = row
-        .content_type
+    let mime = content_type
         .parse::<actix_web::mime::Mime>()
         .unwrap_or(actix_web::mime::APPLICATION_OCTET_STREAM);
     Ok(file
         .set_content_type(mime)
         .use_last_modified(true)
         .disable_content_disposition()
-        .into_response(&req))
+        .into_response(req))
 }
