@@ -180,6 +180,7 @@ pub async fn direct(
     }
     start.wait().await;
     let t_send = Instant::now();
+    let meter = crate::cpu::Meter::start();
     let mut ack = hist();
     let mut e2e = hist();
     let mut acked = 0u64;
@@ -196,8 +197,10 @@ pub async fn direct(
         .min(duration as f64)
         .max(0.001);
     let (mut delivered, mut dups, mut gaps, mut short) = (0u64, 0u64, 0u64, 0u64);
+    let receivers = futures_util::future::join_all(receivers).await;
+    let cpu = meter.report(&[("message", acked)]);
     for (r, target) in receivers.into_iter().zip(targets) {
-        let (h, last, d, g) = r.await.unwrap();
+        let (h, last, d, g) = r.unwrap();
         e2e.add(&h).unwrap();
         delivered += last.min(target);
         dups += d;
@@ -216,6 +219,7 @@ pub async fn direct(
         "duplicates": dups, "gaps": gaps, "undelivered": short,
         "errors": errors.lock().unwrap().values().sum::<u64>(),
         "errors_by_code": *errors.lock().unwrap(),
+        "cpu": cpu,
         "complete": complete,
     })
 }

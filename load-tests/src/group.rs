@@ -84,6 +84,7 @@ pub async fn group(base: &str, groups: usize, size: usize, rate: u64, duration: 
     // One sender per group, open loop.
     let per_group = Duration::from_secs_f64(groups as f64 / rate.max(1) as f64);
     let start = Instant::now();
+    let meter = crate::cpu::Meter::start();
     let mut senders = Vec::new();
     for (g, conv) in convs.iter().enumerate() {
         let mut ws = connect(base, &logins[g * size].token).await;
@@ -133,8 +134,9 @@ pub async fn group(base: &str, groups: usize, size: usize, rate: u64, duration: 
     // (group, seq) -> (members that got it, latest arrival)
     let mut last_member: HashMap<(usize, u64), (usize, u64)> = HashMap::new();
     let (mut delivered, mut dups, mut gaps, mut missing) = (0u64, 0u64, 0u64, 0u64);
+    let receivers = futures_util::future::join_all(receivers).await;
     for r in receivers {
-        let (g, order, got, target) = r.await.unwrap();
+        let (g, order, got, target) = r.unwrap();
         dups += order.dups;
         gaps += order.gaps;
         missing += target.saturating_sub(order.last);
@@ -155,6 +157,7 @@ pub async fn group(base: &str, groups: usize, size: usize, rate: u64, duration: 
         }
     }
     let acked: u64 = targets.iter().sum();
+    let cpu = meter.report(&[("message", acked), ("delivery", delivered)]);
     json!({
         "scenario": "group",
         "groups": groups, "group_size": size, "target_rate": rate, "duration_s": duration,
@@ -165,6 +168,7 @@ pub async fn group(base: &str, groups: usize, size: usize, rate: u64, duration: 
         "latency_to_last_member": summary(&to_last),
         "duplicates": dups, "gaps": gaps, "undelivered": missing,
         "errors": errors,
+        "cpu": cpu,
         "complete": dups == 0 && gaps == 0 && missing == 0 && delivered == acked * (size as u64 - 1),
     })
 }

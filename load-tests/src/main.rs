@@ -5,6 +5,7 @@
 
 mod client;
 mod connect;
+mod cpu;
 mod direct;
 mod group;
 mod push;
@@ -56,6 +57,9 @@ enum Cmd {
         /// Message text size in bytes.
         #[arg(long, default_value_t = 64)]
         size: usize,
+        /// PIDs of the server nodes, for their CPU time from /proc (per message in "cpu").
+        #[arg(long, value_delimiter = ',')]
+        server_pids: Vec<u32>,
     },
     /// Groups of S members, one sender per group, open loop.
     Group {
@@ -68,6 +72,9 @@ enum Cmd {
         rate: u64,
         #[arg(long, default_value_t = 10)]
         duration: u64,
+        /// PIDs of the server nodes, for their CPU time from /proc (per message in "cpu").
+        #[arg(long, value_delimiter = ',')]
+        server_pids: Vec<u32>,
     },
     /// One large group: K messages, every member marks each received and read; the time
     /// until the sender's receipt summaries show all, their count, and the receipts endpoint.
@@ -90,6 +97,9 @@ enum Cmd {
         /// Messages owed to each client.
         #[arg(long, default_value_t = 5)]
         messages: u64,
+        /// PIDs of the server nodes, for their CPU time from /proc (per message in "cpu").
+        #[arg(long, value_delimiter = ',')]
+        server_pids: Vec<u32>,
     },
     /// Idle authenticated connections over all --url nodes and several client processes.
     Connect {
@@ -224,6 +234,14 @@ fn print_summary(r: &Value) {
             );
         }
     }
+    if let Some(cpu) = r.get("cpu").and_then(|c| c.as_object()) {
+        let figures: Vec<String> = cpu
+            .iter()
+            .filter(|(k, v)| k.contains("_per_") && !v.is_null())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        eprintln!("  cpu: {}", figures.join(" "));
+    }
     eprintln!(
         "  complete: {} (duplicates {}, gaps {}, undelivered {})",
         r["complete"], r["duplicates"], r["gaps"], r["undelivered"]
@@ -251,13 +269,21 @@ async fn main() {
             rate,
             duration,
             size,
-        } => direct::direct(&cli.url, pairs, window, rate, duration, size).await,
+            server_pids,
+        } => {
+            cpu::set_server_pids(server_pids);
+            direct::direct(&cli.url, pairs, window, rate, duration, size).await
+        }
         Cmd::Group {
             groups,
             size,
             rate,
             duration,
-        } => group::group(&url, groups, size, rate, duration).await,
+            server_pids,
+        } => {
+            cpu::set_server_pids(server_pids);
+            group::group(&url, groups, size, rate, duration).await
+        }
         Cmd::Receipts {
             size,
             messages,
@@ -267,7 +293,11 @@ async fn main() {
             clients,
             senders,
             messages,
-        } => storm::storm(&url, clients, senders, messages).await,
+            server_pids,
+        } => {
+            cpu::set_server_pids(server_pids);
+            storm::storm(&url, clients, senders, messages).await
+        }
         Cmd::Connect {
             connections,
             per_process,

@@ -69,7 +69,7 @@ pub async fn push(base: &str, cfg: Config) -> Value {
         senders.push(connect(base, &logins[g * cfg.size].token).await);
     }
 
-    let cpu_before = server_cpu_ticks(&cfg.server_pids);
+    let cpu_before = crate::cpu::ticks(&cfg.server_pids);
     let per_round = cfg.groups * (cfg.size - 1);
     let mut delay = hist();
     let mut rounds = Vec::new();
@@ -106,7 +106,7 @@ pub async fn push(base: &str, cfg: Config) -> Value {
     }
     // Late duplicates would arrive now, if any.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let cpu_ticks = server_cpu_ticks(&cfg.server_pids).saturating_sub(cpu_before);
+    let cpu_ticks = crate::cpu::ticks(&cfg.server_pids).saturating_sub(cpu_before);
     check(
         &hits, &acked, per_round, cfg.rounds, &mut delay, rounds, cpu_ticks, &cfg,
     )
@@ -291,20 +291,4 @@ async fn serve(stream: TcpStream, hits: Hits, t0: Instant) {
             return;
         }
     }
-}
-
-/// utime + stime of the server processes, in clock ticks.
-fn server_cpu_ticks(pids: &[u32]) -> u64 {
-    pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .filter_map(|s| {
-            // Fields after the command name (which may hold spaces) start after ") ".
-            let rest = s
-                .rsplit_once(") ")?
-                .1
-                .split_whitespace()
-                .collect::<Vec<_>>();
-            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
-        })
-        .sum()
 }

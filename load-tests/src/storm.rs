@@ -103,6 +103,7 @@ pub async fn storm(base: &str, clients: usize, senders: usize, messages: u64) ->
 
     // The storm: all reconnect at once and sync.
     let t0 = Instant::now();
+    let meter = crate::cpu::Meter::start();
     let mut syncs = Vec::new();
     for (i, l) in receivers.iter().enumerate() {
         let (base, token, conv) = (base.to_string(), l.token.clone(), convs[i].clone());
@@ -158,6 +159,7 @@ pub async fn storm(base: &str, clients: usize, senders: usize, messages: u64) ->
         short += want.saturating_sub(order.last);
     }
     let all_synced_s = t0.elapsed().as_secs_f64();
+    let cpu = meter.report(&[("message", delivered)]);
     json!({
         "scenario": "storm",
         "clients": clients, "senders": senders, "messages_per_client": messages,
@@ -167,6 +169,7 @@ pub async fn storm(base: &str, clients: usize, senders: usize, messages: u64) ->
         "time_to_synced": summary(&per_client),
         "duplicates": dups, "gaps": gaps, "undelivered": short,
         "errors": errors,
+        "cpu": cpu,
         "complete": dups == 0 && gaps == 0 && short == 0 && delivered == total_owed,
     })
 }

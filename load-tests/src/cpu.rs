@@ -1,0 +1,69 @@
+//! CPU time spent by the server and by this generator during a scenario's measured phase.
+//!
+//! On a shared 2-core machine wall-clock throughput moves with whatever else runs, but CPU
+//! time per message does not much: it is the figure to compare between runs and versions. The
+//! phase excludes setup (registrations hash passwords, which would dwarf the messages).
+
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+static SERVER_PIDS: OnceLock<Vec<u32>> = OnceLock::new();
+
+/// The server processes to read from /proc; set once from `--server-pids`.
+pub fn set_server_pids(pids: Vec<u32>) {
+    let _ = SERVER_PIDS.set(pids);
+}
+
+/// utime + stime of processes, in clock ticks.
+pub fn ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|s| {
+            // Fields after the command name (which may hold spaces) start after ") ".
+            let rest = s
+                .rsplit_once(") ")?
+                .1
+                .split_whitespace()
+                .collect::<Vec<_>>();
+            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+/// USER_HZ, the unit of /proc/PID/stat times: 100 on every Linux this runs on.
+const TICKS_PER_S: f64 = 100.0;
+
+/// Started when the measured phase begins.
+pub struct Meter {
+    server: u64,
+    generator: u64,
+}
+
+impl Meter {
+    pub fn start() -> Meter {
+        Meter {
+            server: ticks(SERVER_PIDS.get().map_or(&[], |p| p)),
+            generator: ticks(&[std::process::id()]),
+        }
+    }
+
+    /// The CPU seconds since `start`, and microseconds per unit for each `(name, count)`
+    /// (e.g. per message, per delivery). Without `--server-pids` the server figures are null.
+    pub fn report(&self, units: &[(&str, u64)]) -> Value {
+        let pids = SERVER_PIDS.get().map_or(&[][..], |p| p.as_slice());
+        let tps = TICKS_PER_S;
+        let server_s =
+            (!pids.is_empty()).then(|| ticks(pids).saturating_sub(self.server) as f64 / tps);
+        let generator_s = ticks(&[std::process::id()]).saturating_sub(self.generator) as f64 / tps;
+        let per = |s: f64, n: u64| (n > 0).then(|| (s * 1e6 / n as f64 * 10.0).round() / 10.0);
+        let mut out = json!({
+            "server_cpu_s": server_s,
+            "generator_cpu_s": generator_s,
+        });
+        for (name, n) in units {
+            out[format!("server_cpu_us_per_{name}")] = json!(server_s.and_then(|s| per(s, *n)));
+            out[format!("generator_cpu_us_per_{name}")] = json!(per(generator_s, *n));
+        }
+        out
+    }
+}
