@@ -69,13 +69,9 @@ impl ConvActor {
                 let Some(st) = act.state_mut() else { return };
                 st.row.title = title;
                 st.row.avatar = new_avatar;
-                let conv = view::conversation(st);
-                act.core.announce(
-                    conv.members.clone(),
-                    ConversationEvent::Updated,
-                    conv.clone(),
-                );
-                answer.send(&act.core, Ok(ConvReply::Conversation(conv)));
+                if let Some(conv) = act.announce_change(ConversationEvent::Updated, None) {
+                    answer.send(&act.core, Ok(ConvReply::Conversation(conv)));
+                }
             }),
         );
     }
@@ -108,15 +104,13 @@ impl ConvActor {
                     let Some(st) = act.state_mut() else { return };
                     let changed = st.members.iter_mut().find(|m| m.user_id == user_id);
                     let changed = changed.map(|m| std::mem::replace(&mut m.role, role) != role);
-                    let conv = view::conversation(st);
-                    if changed == Some(true) {
-                        act.core.announce(
-                            conv.members.clone(),
-                            ConversationEvent::Updated,
-                            conv.clone(),
-                        );
+                    let conv = match changed {
+                        Some(true) => act.announce_change(ConversationEvent::Updated, None),
+                        _ => Some(view::conversation(st)),
+                    };
+                    if let Some(conv) = conv {
+                        answer.send(&act.core, Ok(ConvReply::Conversation(conv)));
                     }
-                    answer.send(&act.core, Ok(ConvReply::Conversation(conv)));
                 }),
         );
     }
@@ -148,9 +142,7 @@ impl ConvActor {
                     if let Some(m) = st.members.iter_mut().find(|m| m.user_id == user) {
                         m.role = Role::Admin;
                     }
-                    let conv = view::conversation(st);
-                    act.core
-                        .announce(conv.members.clone(), ConversationEvent::Updated, conv);
+                    act.announce_change(ConversationEvent::Updated, None);
                 }),
         );
     }

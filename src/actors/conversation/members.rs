@@ -7,9 +7,24 @@ use crate::domain::{rules, view, Caller, ConvReply};
 use crate::error::ApiError;
 use crate::storage::{MemberRow, Role};
 use actix::prelude::*;
-use parley_protocol::ConversationEvent;
+use parley_protocol::{Conversation, ConversationEvent};
 
 impl ConvActor {
+    /// The conversation as it now is, announced with `event` to the members' sessions on every
+    /// node and to `also` (a removed member, so its devices drop it): the one way a change of
+    /// the member list or the group's settings goes out. `None` if the state is not loaded.
+    pub(super) fn announce_change(
+        &self,
+        event: ConversationEvent,
+        also: Option<String>,
+    ) -> Option<Conversation> {
+        let conv = view::conversation(self.state().ok()?);
+        let mut users = conv.members.clone();
+        users.extend(also);
+        self.core.announce(users, event, conv.clone());
+        Some(conv)
+    }
+
     pub(super) fn add_members(
         &mut self,
         by: Caller,
@@ -57,14 +72,13 @@ impl ConvActor {
                         read_seq: joined,
                     });
                 }
-                let conv = view::conversation(st);
-                if !new.is_empty() {
-                    act.core.announce(
-                        conv.members.clone(),
-                        ConversationEvent::MemberAdded,
-                        conv.clone(),
-                    );
-                }
+                let conv = match new.is_empty() {
+                    true => view::conversation(st),
+                    false => match act.announce_change(ConversationEvent::MemberAdded, None) {
+                        Some(conv) => conv,
+                        None => return,
+                    },
+                };
                 answer.send(&act.core, Ok(ConvReply::Conversation(conv)));
             }),
         );
@@ -97,12 +111,7 @@ impl ConvActor {
                     }
                     let Some(st) = act.state_mut() else { return };
                     st.members.retain(|m| m.user_id != user_id);
-                    let conv = view::conversation(st);
-                    // The removed member is told too, so its devices drop the conversation.
-                    let mut users = conv.members.clone();
-                    users.push(user_id);
-                    act.core
-                        .announce(users, ConversationEvent::MemberRemoved, conv);
+                    act.announce_change(ConversationEvent::MemberRemoved, Some(user_id));
                     answer.send(&act.core, Ok(ConvReply::Done));
                     act.name_successor(ctx);
                 }),
