@@ -21,6 +21,7 @@ pub mod envelope;
 mod fanout;
 pub mod hub;
 pub mod peers;
+pub mod presence;
 pub mod registry;
 pub mod routing;
 pub mod session;

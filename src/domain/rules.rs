@@ -396,16 +396,12 @@ pub fn not_blocked(blocks: &Blocks, by: &str, other: &str) -> ApiResult<()> {
 }
 
 /// Contacts that may see `user`'s presence and whose presence `user` is told: all but the
-/// ones `user` blocked (`blocked`) and the ones who blocked `user` (`blockers`).
+/// ones across a block from `user` (`hidden`: blocked by or blocking `user`).
 pub fn presence_contacts(
     contacts: Vec<String>,
-    blocked: &[(String, i64)],
-    blockers: &[String],
+    hidden: &std::collections::HashSet<String>,
 ) -> Vec<String> {
-    contacts
-        .into_iter()
-        .filter(|c| !blocked.iter().any(|(b, _)| b == c) && !blockers.contains(c))
-        .collect()
+    contacts.into_iter().filter(|c| !hidden.contains(c)).collect()
 }
 
 /// Who may be blocked: another user that exists.

@@ -2,8 +2,10 @@
 //!
 //! The block is stored first, then the actor of the pair's direct conversation (if they have
 //! one, on whichever node owns it) is told, so that it refuses sends from its cache from the
-//! moment the endpoint answers. Presence reads the blocks when it is computed.
+//! moment the endpoint answers. Presence and typing read the blocks when they are sent, and
+//! both users are told the other's presence changed (`actors::presence`).
 
+use crate::actors::presence;
 use crate::actors::routing::ask;
 use crate::actors::Core;
 use crate::domain::{rules, Caller, ConvRequest};
@@ -36,7 +38,9 @@ pub async fn block(
     let exists = core.store.user_by_id(&path).await?.is_some();
     rules::block_target(&caller.user_id, &path, exists)?;
     core.store.block(&caller.user_id, &path, now_ms()).await?;
-    tell_direct(&core.into_inner(), caller, path.into_inner(), true).await?;
+    let (core, other) = (core.into_inner(), path.into_inner());
+    tell_direct(&core, caller.clone(), other.clone(), true).await?;
+    presence::block_changed(&core, &caller.user_id, &other, true).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -46,7 +50,9 @@ pub async fn unblock(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     core.store.unblock(&caller.user_id, &path).await?;
-    tell_direct(&core.into_inner(), caller, path.into_inner(), false).await?;
+    let (core, other) = (core.into_inner(), path.into_inner());
+    tell_direct(&core, caller.clone(), other.clone(), false).await?;
+    presence::block_changed(&core, &caller.user_id, &other, false).await;
     Ok(HttpResponse::NoContent().finish())
 }
 

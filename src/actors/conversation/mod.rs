@@ -242,7 +242,7 @@ impl Handler<Envelope> for ConvActor {
             ConvRequest::Delete { by, id, seq, scope } => {
                 self.delete(by, id, seq, scope, answer, ctx)
             }
-            ConvRequest::Typing { by, .. } => self.typing(&by, answer),
+            ConvRequest::Typing { by, .. } => self.typing(&by, answer, ctx),
             ConvRequest::Edit {
                 by,
                 id,
@@ -347,20 +347,41 @@ impl ConvActor {
         );
     }
 
-    /// Relays typing to the other members; never stored.
-    fn typing(&mut self, by: &Caller, answer: Answer) {
+    /// Relays typing to the other members; never stored. Nobody across a block gets it: a
+    /// direct conversation checks its cached pair; a group, whose members' blocks the actor
+    /// does not hold, reads the typer's blocks off the actor before relaying (a failed read
+    /// drops the typing, which is only a hint).
+    fn typing(&mut self, by: &Caller, answer: Answer, ctx: &mut Context<Self>) {
         let result = self.member(&by.user_id).map(|(st, _)| {
-            let others: Vec<&str> = st
+            let others: Vec<String> = st
                 .members
                 .iter()
-                .map(|m| m.user_id.as_str())
+                .map(|m| m.user_id.clone())
                 .filter(|u| *u != by.user_id)
                 .filter(|u| !rules::blocked_between(&self.blocks, &by.user_id, u))
                 .collect();
-            let frame = view::typing(&self.id, &by.user_id);
-            self.core.send_frame(&others, &frame, Devices::All);
+            (others, st.row.kind == parley_protocol::ConversationKind::Direct)
         });
-        answer.send(&self.core, result.map(|_| crate::domain::ConvReply::Done));
+        let (mut others, direct) = match result {
+            Ok(v) => v,
+            Err(e) => return answer.send(&self.core, Err(e)),
+        };
+        answer.send(&self.core, Ok(crate::domain::ConvReply::Done));
+        let frame = view::typing(&self.id, &by.user_id);
+        if direct {
+            return self.core.send_frame(&others, &frame, Devices::All);
+        }
+        let (core, typer) = (self.core.clone(), by.user_id.clone());
+        ctx.spawn(
+            async move {
+                match super::presence::across_block(&*core.store, &typer).await {
+                    Ok(hidden) => others.retain(|u| !hidden.contains(u)),
+                    Err(e) => return tracing::debug!(error = %e, "typing dropped"),
+                }
+                core.send_frame(&others, &frame, Devices::All);
+            }
+            .into_actor(self),
+        );
     }
 }
 

@@ -198,9 +198,6 @@ async fn presence_contacts(
     user: &str,
 ) -> Result<Vec<String>, StoreError> {
     let contacts = core.store.contacts_of_user(user).await?;
-    let blocked = core.store.blocks(user).await?;
-    let blockers = core.store.blocked_by(user).await?;
-    Ok(crate::domain::rules::presence_contacts(
-        contacts, &blocked, &blockers,
-    ))
+    let hidden = crate::actors::presence::across_block(&*core.store, user).await?;
+    Ok(crate::domain::rules::presence_contacts(contacts, &hidden))
 }

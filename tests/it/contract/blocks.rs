@@ -1,6 +1,6 @@
 //! v1.1 blocking (issue 12, item 8): a block either way refuses a new direct conversation and
-//! sends in the pair's direct conversation, and withholds typing and presence; unblocking
-//! restores all of it.
+//! sends in the pair's direct conversation, and withholds typing (groups too) and presence;
+//! unblocking restores all of it.
 
 use crate::common::*;
 use serde_json::json;
@@ -136,5 +136,69 @@ async fn blocks_refuse_direct_sends_typing_and_presence_until_unblocked() {
         .await;
     let _wa = s.ws(&a).await;
     wb.next_where(|v| presence_of(&a.user_id)(v) && v["online"] == true)
+        .await;
+}
+
+/// A block also covers the groups both are in (typing) and a presence already shown: at the
+/// block each sees the other go offline, at the unblock online again, while both stay connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_hides_group_typing_and_takes_back_shown_presence() {
+    let s = TestServer::start();
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let c = s.user("carol").await;
+    let g = s.group(&a, &[&b, &c]).await;
+    let mut wb = s.ws(&b).await;
+    let mut wc = s.ws(&c).await;
+    let mut wa = s.ws(&a).await;
+    wb.next_where(|v| presence_of(&a.user_id)(v) && v["online"] == true)
+        .await;
+
+    let (st, _) = s
+        .http(
+            "PUT",
+            &format!("/v1/blocks/{}", b.user_id),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(st, 204);
+    wb.next_where(|v| presence_of(&a.user_id)(v) && v["online"] == false)
+        .await;
+    wa.next_where(|v| presence_of(&b.user_id)(v) && v["online"] == false)
+        .await;
+
+    // Typing in the group reaches Carol, not Bob; Bob's typing does not reach Alice.
+    wa.send(json!({"type": "typing", "conversation_id": g}))
+        .await;
+    wc.next_where(|v| v["type"] == "typing" && v["user_id"] == a.user_id.as_str())
+        .await;
+    wb.send(json!({"type": "typing", "conversation_id": g}))
+        .await;
+    wc.next_where(|v| v["type"] == "typing" && v["user_id"] == b.user_id.as_str())
+        .await;
+    assert!(wb
+        .collect_for(Duration::from_millis(500), |v| v["type"] == "typing")
+        .await
+        .is_empty());
+    assert!(wa
+        .collect_for(Duration::from_millis(300), |v| v["type"] == "typing")
+        .await
+        .is_empty());
+
+    assert_eq!(
+        s.delete(&format!("/v1/blocks/{}", b.user_id), &a.token)
+            .await
+            .0,
+        204
+    );
+    wb.next_where(|v| presence_of(&a.user_id)(v) && v["online"] == true)
+        .await;
+    wa.next_where(|v| presence_of(&b.user_id)(v) && v["online"] == true)
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past the typing interval
+    wa.send(json!({"type": "typing", "conversation_id": g}))
+        .await;
+    wb.next_where(|v| v["type"] == "typing" && v["user_id"] == a.user_id.as_str())
         .await;
 }

@@ -1,0 +1,53 @@
+//! What a block changes in the ephemeral signals, presence and typing (v1.1).
+//!
+//! Sends across a block are refused by the conversation actor's cached pair (a rule on the
+//! write path); presence and typing are never stored, so they read the blocks when they are
+//! sent. This module is the one place that knows who is "across a block" from a user, and
+//! what the two users are told when a block starts or ends, so that neither sees the other's
+//! presence after a block and both see it again after the last block between them is lifted.
+
+use super::core::Core;
+use crate::domain::broadcast::Devices;
+use crate::domain::view;
+use crate::storage::{Store, StoreResult};
+use std::collections::HashSet;
+
+/// The users `user` blocked and the users who blocked `user`: neither side gets the other's
+/// presence or typing.
+pub async fn across_block(store: &dyn Store, user: &str) -> StoreResult<HashSet<String>> {
+    let mut out: HashSet<String> = store.blocks(user).await?.into_iter().map(|(u, _)| u).collect();
+    out.extend(store.blocked_by(user).await?);
+    Ok(out)
+}
+
+/// `by` blocked (or unblocked) `other`; the block is stored. On a block each is told the
+/// other is offline, so a presence already shown is taken back. On an unblock, when no block
+/// is left between them and they share a conversation, each is told the other's presence if
+/// the other is online. Errors are logged here: presence is a hint, the block itself stands.
+pub async fn block_changed(core: &Core, by: &str, other: &str, blocked: bool) {
+    if let Err(e) = tell(core, by, other, blocked).await {
+        tracing::debug!(error = %e, "presence after a block change not sent");
+    }
+}
+
+async fn tell(core: &Core, by: &str, other: &str, blocked: bool) -> StoreResult<()> {
+    let pair = [(by, other), (other, by)];
+    if blocked {
+        for (who, to) in pair {
+            core.send_frame(&[to.to_string()], &view::presence(who, false, None), Devices::All);
+        }
+        return Ok(());
+    }
+    if across_block(&*core.store, by).await?.contains(other)
+        || !core.store.contacts_of_user(by).await?.iter().any(|c| c == other)
+    {
+        return Ok(());
+    }
+    for (who, to) in pair {
+        let me = [who.to_string()];
+        if core.hub.is_online(who) || core.peers.online_elsewhere(&me).await[0] {
+            core.send_frame(&[to.to_string()], &view::presence(who, true, None), Devices::All);
+        }
+    }
+    Ok(())
+}
