@@ -25,6 +25,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub cluster: ClusterConfig,
     pub push: PushConfig,
+    pub blobs: BlobsConfig,
+    pub uploads: UploadsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +204,32 @@ pub struct RetentionConfig {
     pub min_secs: u64,
     pub sweep_interval_ms: u64,
     pub batch: u32,
+}
+
+/// v1.1: where blob bytes live (`crate::blobs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobsConfig {
+    pub backend: String,
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub path_style: bool,
+    pub prefix: String,
+    pub extra_ca_file: String,
+    pub request_timeout_ms: u64,
+}
+
+/// v1.1: resumable uploads and the housekeeping of uploaded files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadsConfig {
+    pub resumable_expire_secs: u64,
+    pub unattached_secs: u64,
+    pub user_quota_bytes: u64,
+    pub sweep_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -56,8 +56,8 @@ impl Core {
         metrics: Arc<Metrics>,
         peers: Arc<dyn Peers>,
         admission: Arc<Admission>,
+        blobs: Blobs,
     ) -> Core {
-        let blobs = Blobs::new(config.data_dir.join("files"));
         let access = Access::new(&config);
         Core {
             config,

@@ -1,8 +1,9 @@
 //! File upload and download.
 //!
 //! Uploads stream into the blob store (`crate::blobs`) while being hashed and move into place
-//! only once complete; identical uploads share one blob. Downloads go through actix-files,
-//! which gives Range requests, ETag and If-None-Match.
+//! only once complete; identical uploads share one blob. Downloads stream from the blob
+//! backend (local disk or S3) with single-range requests, a strong ETag (the hash) and
+//! If-None-Match (`gateway::range`).
 
 use crate::actors::Core;
 use crate::blobs::Upload;
@@ -10,6 +11,7 @@ use crate::domain::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::{new_id, now_ms};
 use crate::storage::FileRow;
+use super::range;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use parley_protocol::FileInfo;
@@ -174,22 +176,61 @@ pub async fn download(
 }
 
 /// Sends a stored blob with its type: the one place bytes leave the blob store for a client,
-/// so Range, ETag and the headers that make serving safe are the same for every endpoint.
+/// so Range, ETag and the headers that make serving safe are the same for every endpoint and
+/// every backend (the bytes stream from local disk or S3 through the server).
 pub(super) async fn serve_blob(
     core: &Core,
     req: &HttpRequest,
     sha256: &str,
     content_type: &str,
 ) -> ApiResult<HttpResponse> {
-    let file = actix_files::NamedFile::open_async(core.blobs.path(sha256))
+    use actix_web::http::header;
+    let gone = || ApiError::not_found("file content is gone");
+    let size = core
+        .blobs
+        .size(sha256)
         .await
-        .map_err(|_| ApiError::not_found("file content is gone"))?;
+        .map_err(io_error)?
+        .ok_or_else(gone)?;
+    // Content-addressed: the hash is a strong validator for as long as the file exists.
+    let etag = format!("\"{sha256}\"");
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header((header::ETAG, etag.clone()))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::CACHE_CONTROL, "private, max-age=31536000, immutable"));
+    if range::not_modified(req, &etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
+    let (start, end) = match range::requested(req, &etag, size) {
+        range::Wanted::All => (0, size),
+        range::Wanted::Part(start, end) => {
+            resp.status(actix_web::http::StatusCode::PARTIAL_CONTENT)
+                .insert_header((
+                    header::CONTENT_RANGE,
+                    format!("bytes {start}-{}/{size}", end - 1),
+                ));
+            (start, end)
+        }
+        range::Wanted::Unsatisfiable => {
+            return Ok(HttpResponse::RangeNotSatisfiable()
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+                .finish());
+        }
+    };
     let mime = content_type
         .parse::<actix_web::mime::Mime>()
         .unwrap_or(actix_web::mime::APPLICATION_OCTET_STREAM);
-    Ok(file
-        .set_content_type(mime)
-        .use_last_modified(true)
-        .disable_content_disposition()
-        .into_response(req))
+    resp.content_type(mime);
+    if req.method() == actix_web::http::Method::HEAD {
+        return Ok(resp.no_chunking(end - start).finish());
+    }
+    let body = core.blobs.read(sha256, start, end).await.map_err(|e| {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => gone(),
+            _ => io_error(e),
+        }
+    })?;
+    Ok(resp.body(actix_web::body::SizedStream::new(end - start, body)))
 }

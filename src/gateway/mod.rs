@@ -12,6 +12,7 @@ mod error;
 pub mod files;
 mod health;
 mod push;
+mod range;
 mod retention;
 pub mod slow;
 mod webclient;

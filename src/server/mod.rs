@@ -53,6 +53,7 @@ pub async fn build(cfg: Config) -> Result<Node, String> {
         cfg.auth.argon2_memory_kib,
         cfg.auth.argon2_iterations,
     )?;
+    let blobs = crate::blobs::Blobs::from_config(&cfg.blobs, cfg.data_dir.join("files"))?;
     let store = crate::storage::open(&cfg, &metrics).await?;
     let admission = crate::actors::admission::Admission::new(
         budget.max_sessions,
@@ -62,7 +63,7 @@ pub async fn build(cfg: Config) -> Result<Node, String> {
     );
     Ok(Node {
         max_connections: budget.max_connections,
-        core: Arc::new(Core::new(cfg, store, auth, metrics, peers, admission)),
+        core: Arc::new(Core::new(cfg, store, auth, metrics, peers, admission, blobs)),
         cluster,
         _data_lock: data_lock,
     })
