@@ -7,8 +7,10 @@
 //! - `cluster`: faults under a cross-node load (kill -9, leave, Redis restart, join).
 //! - `durability`: acks survive kill -9; SIGTERM closes with 1012; migrations.
 //! - `storage`: the storage contract, every `Store` method, on each backend.
+//! - `blobs`: the blob store contract on each backend (local disk, S3 against moto).
 //! - `push`: each push provider against a local fake of its service (HTTPS, a test CA).
 
+mod blobs;
 mod cluster;
 mod common;
 mod contract;
