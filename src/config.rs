@@ -304,6 +304,13 @@ impl Config {
         if r.min_secs == 0 || r.sweep_interval_ms == 0 || r.batch == 0 {
             return Err("retention: min_secs, sweep_interval_ms and batch must be positive".into());
         }
+        let u = &self.uploads;
+        if u.sweep_interval_ms == 0 || u.resumable_expire_secs == 0 {
+            return Err("uploads: sweep_interval_ms and resumable_expire_secs must be positive".into());
+        }
+        if !matches!(self.blobs.backend.as_str(), "local" | "s3") {
+            return Err("blobs.backend must be \"local\" or \"s3\"".into());
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err("log.format must be \"text\" or \"json\"".into());
         }
@@ -320,6 +327,11 @@ impl Config {
             ("limits.retract_window_secs", l.retract_window_secs),
             ("limits.edit_window_secs", l.edit_window_secs),
             ("retention.default_secs", self.retention.default_secs),
+            ("uploads.unattached_secs", self.uploads.unattached_secs),
+            (
+                "uploads.resumable_expire_secs",
+                self.uploads.resumable_expire_secs,
+            ),
             (
                 "storage.idempotency_ttl_secs",
                 self.storage.idempotency_ttl_secs,

@@ -24,6 +24,7 @@ pub mod peers;
 pub mod registry;
 pub mod routing;
 pub mod session;
+pub mod housekeeping;
 pub mod sweep;
 
 pub use self::core::Core;

@@ -67,7 +67,7 @@ fn declared_type(req: &HttpRequest) -> ApiResult<String> {
 }
 
 /// A full disk is the node's condition, not a fault: `unavailable`, retry later.
-fn io_error(e: std::io::Error) -> ApiError {
+pub(super) fn io_error(e: std::io::Error) -> ApiError {
     use std::io::ErrorKind::{QuotaExceeded, StorageFull};
     let mut err = match e.kind() {
         StorageFull | QuotaExceeded => {
@@ -81,6 +81,24 @@ fn io_error(e: std::io::Error) -> ApiError {
 
 fn too_large(max: u64) -> ApiError {
     ApiError::too_large(format!("files are at most {max} bytes"))
+}
+
+/// v1.1: refuses `adding` more bytes for a user whose files would go past
+/// `uploads.user_quota_bytes` (`too_large`). Every upload counts in full, even when another
+/// user sent the same bytes (which are stored once), so the quota tells nothing about
+/// others' files. Concurrent uploads may pass it together by up to their sizes.
+pub(super) async fn check_quota(core: &Core, user_id: &str, adding: u64) -> ApiResult<()> {
+    let quota = core.config.uploads.user_quota_bytes;
+    if quota == 0 {
+        return Ok(());
+    }
+    let used = core.store.user_file_bytes(user_id).await?;
+    if used.saturating_add(adding) > quota {
+        return Err(ApiError::too_large(format!(
+            "storage quota exceeded: {used} of {quota} bytes in use"
+        )));
+    }
+    Ok(())
 }
 
 pub async fn upload(
@@ -101,6 +119,7 @@ pub async fn upload(
     if announced.is_some_and(|len| len > max) {
         return Err(too_large(max));
     }
+    check_quota(&core, &caller.user_id, announced.unwrap_or(0)).await?;
     let mut upload = core.blobs.begin().await.map_err(io_error)?;
     receive(&mut body, &mut upload, max).await?;
     let info = finish(&core, &caller, declared, upload).await?;
@@ -120,6 +139,7 @@ pub(super) async fn finish(
     }
     check_type(&declared, upload.head())?;
     let size = upload.size();
+    check_quota(core, &caller.user_id, size).await?;
     let sha256 = upload.commit().await.map_err(io_error)?;
     let row = FileRow {
         file_id: new_id(),

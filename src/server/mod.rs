@@ -125,6 +125,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let handle = server.handle();
     actix_web::rt::spawn(expire_idempotency(core.clone()));
     actix_web::rt::spawn(crate::actors::sweep::run(core.clone()));
+    actix_web::rt::spawn(crate::actors::housekeeping::run(core.clone()));
 
     start_push(&core)?;
     let shutdown_core = core.clone();

@@ -8,6 +8,7 @@
 //! - `durability`: acks survive kill -9; SIGTERM closes with 1012; migrations.
 //! - `storage`: the storage contract, every `Store` method, on each backend.
 //! - `blobs`: the blob store contract on each backend (local disk, S3 against moto).
+//! - `uploads`: resumable uploads (tus, also with the real client tuspy), the upload sweep, quotas.
 //! - `push`: each push provider against a local fake of its service (HTTPS, a test CA).
 
 mod blobs;
@@ -19,3 +20,4 @@ mod hardening;
 mod layers;
 mod push;
 mod storage;
+mod uploads;
