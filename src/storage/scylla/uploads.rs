@@ -1,7 +1,7 @@
 //! v1.1: resumable uploads, and the indexes of upload housekeeping: a user's files with their
 //! sizes (the quota) and files by upload day (the unattached-file sweep).
 
-use super::rows::UploadCols;
+use super::rows::{FileCols, UploadCols};
 use super::{bigint, cql, ScyllaStore};
 use crate::storage::{FileRow, Page, StoreResult, UploadRow};
 
@@ -78,7 +78,7 @@ pub(super) async fn old_files(
 async fn old_only(s: &ScyllaStore, ids: Vec<(String,)>, before: i64) -> StoreResult<Vec<String>> {
     let mut out = Vec::new();
     for (id,) in ids {
-        if super::files::one(s, &id)
+        if s.row::<FileCols>(&cql::FILE_BY_ID, (id.as_str(),))
             .await?
             .is_some_and(|f| f.created_at < before)
         {
