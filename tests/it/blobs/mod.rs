@@ -171,3 +171,44 @@ async fn s3_file_uploaded_on_one_node_is_read_on_another() {
     assert!(s3.has(sha));
     assert!(!s.dir.join("files").join(&sha[0..2]).exists());
 }
+
+/// With S3, a retraction deletes the object once no file refers to its bytes; a file of
+/// another user with the same bytes keeps it until it goes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_retraction_deletes_the_object_when_nothing_refers_to_it() {
+    let Some(s3) = S3Server::start() else {
+        return;
+    };
+    let s = TestServer::builder().nodes(1).config(&s3.config()).start();
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let conv = s.direct(&a, &b).await;
+    let bytes = png(20_000, 4);
+    let f1 = upload(&s, &a.token, "image/png", &bytes).await;
+    let sha = f1["sha256"].as_str().unwrap().to_string();
+    let mut wa = s.ws(&a).await;
+    wa.send(serde_json::json!({"type": "send", "id": "p", "conversation_id": conv, "attachments": [{"file_id": f1["file_id"]}]}))
+        .await;
+    assert_eq!(wa.next_where(|v| v["id"] == "p").await["type"], "ack");
+    let f2 = upload(&s, &b.token, "image/png", &bytes).await;
+    assert!(s3.has(&sha));
+    wa.send(serde_json::json!({"type": "delete", "id": "d", "conversation_id": conv, "seq": 1, "scope": "everyone"}))
+        .await;
+    wa.next_where(|v| v["id"] == "d").await;
+    let (st, _, _) = get(&s, &b.token, f1["file_id"].as_str().unwrap(), vec![]).await;
+    assert_eq!(st, 404, "the retracted file is gone");
+    assert!(s3.has(&sha), "bob's file still uses the bytes");
+    let (st, body, _) = get(&s, &b.token, f2["file_id"].as_str().unwrap(), vec![]).await;
+    assert!(st == 200 && body == bytes);
+    // Bytes only one file uses: the object goes with the retraction.
+    let f3 = upload(&s, &a.token, "image/png", &png(20_000, 5)).await;
+    let sha3 = f3["sha256"].as_str().unwrap().to_string();
+    wa.send(serde_json::json!({"type": "send", "id": "p3", "conversation_id": conv, "attachments": [{"file_id": f3["file_id"]}]}))
+        .await;
+    let seq = wa.next_where(|v| v["id"] == "p3").await["seq"].clone();
+    assert!(s3.has(&sha3));
+    wa.send(serde_json::json!({"type": "delete", "id": "d3", "conversation_id": conv, "seq": seq, "scope": "everyone"}))
+        .await;
+    wa.next_where(|v| v["id"] == "d3").await;
+    assert!(!s3.has(&sha3), "the object is deleted");
+}
