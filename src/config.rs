@@ -306,7 +306,9 @@ impl Config {
         }
         let u = &self.uploads;
         if u.sweep_interval_ms == 0 || u.resumable_expire_secs == 0 {
-            return Err("uploads: sweep_interval_ms and resumable_expire_secs must be positive".into());
+            return Err(
+                "uploads: sweep_interval_ms and resumable_expire_secs must be positive".into(),
+            );
         }
         if !matches!(self.blobs.backend.as_str(), "local" | "s3") {
             return Err("blobs.backend must be \"local\" or \"s3\"".into());

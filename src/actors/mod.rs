@@ -19,12 +19,12 @@ pub mod core;
 pub mod create;
 pub mod envelope;
 mod fanout;
+pub mod housekeeping;
 pub mod hub;
 pub mod peers;
 pub mod registry;
 pub mod routing;
 pub mod session;
-pub mod housekeeping;
 pub mod sweep;
 
 pub use self::core::Core;

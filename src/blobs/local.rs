@@ -17,7 +17,10 @@ impl Local {
 
     fn path(&self, sha256: &str) -> io::Result<PathBuf> {
         if sha256.len() < 8 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a blob key"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a blob key",
+            ));
         }
         Ok(self
             .dir

@@ -77,7 +77,9 @@ impl Blobs {
                 partial: dir.join("partial"),
                 kind: "s3",
             }),
-            other => Err(format!("blobs.backend: {other:?} is neither \"local\" nor \"s3\"")),
+            other => Err(format!(
+                "blobs.backend: {other:?} is neither \"local\" nor \"s3\""
+            )),
         }
     }
 
@@ -217,7 +219,10 @@ fn file_stream(file: tokio::fs::File, len: u64) -> ByteStream {
             let mut buf = vec![0u8; CHUNK.min(left as usize)];
             match file.read(&mut buf).await {
                 Ok(0) => Some((
-                    Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob shorter than its size")),
+                    Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "blob shorter than its size",
+                    )),
                     (file, 0),
                 )),
                 Ok(n) => {

@@ -64,9 +64,17 @@ impl S3 {
             }
             _ => None,
         };
-        let bucket = Bucket::new(endpoint, style, cfg.bucket.clone(), cfg.region.clone())
-            .map_err(|e| format!("blobs: bucket {:?} at {:?}: {e:?}", cfg.bucket, cfg.endpoint))?;
-        let key = value_or_env(&cfg.access_key, &["PARLEY_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID"]);
+        let bucket =
+            Bucket::new(endpoint, style, cfg.bucket.clone(), cfg.region.clone()).map_err(|e| {
+                format!(
+                    "blobs: bucket {:?} at {:?}: {e:?}",
+                    cfg.bucket, cfg.endpoint
+                )
+            })?;
+        let key = value_or_env(
+            &cfg.access_key,
+            &["PARLEY_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID"],
+        );
         let secret = value_or_env(
             &cfg.secret_key,
             &["PARLEY_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"],
@@ -90,8 +98,13 @@ impl S3 {
     /// Sends one request on a new connection; the answer's body streams as it arrives.
     async fn send(&self, req: Request<Body>) -> io::Result<Response<hyper::body::Incoming>> {
         let uri = req.uri().clone();
-        let host = uri.host().ok_or_else(|| io::Error::other("no host"))?.to_string();
-        let port = uri.port_u16().unwrap_or(if self.tls.is_some() { 443 } else { 80 });
+        let host = uri
+            .host()
+            .ok_or_else(|| io::Error::other("no host"))?
+            .to_string();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
         let go = async {
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
@@ -113,7 +126,10 @@ impl S3 {
     }
 }
 
-async fn exchange<T>(io: TokioIo<T>, req: Request<Body>) -> io::Result<Response<hyper::body::Incoming>>
+async fn exchange<T>(
+    io: TokioIo<T>,
+    req: Request<Body>,
+) -> io::Result<Response<hyper::body::Incoming>>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -172,8 +188,9 @@ impl Backend for S3 {
 
     async fn size(&self, key: &str) -> io::Result<Option<u64>> {
         let object = self.object(key);
-        let url = rusty_s3::actions::HeadObject::new(&self.bucket, Some(&self.credentials), &object)
-            .sign(SIGNED_FOR);
+        let url =
+            rusty_s3::actions::HeadObject::new(&self.bucket, Some(&self.credentials), &object)
+                .sign(SIGNED_FOR);
         let resp = self.send(request("HEAD", url, empty())?).await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),

@@ -5,13 +5,13 @@
 //! backend (local disk or S3) with single-range requests, a strong ETag (the hash) and
 //! If-None-Match (`gateway::range`).
 
+use super::range;
 use crate::actors::Core;
 use crate::blobs::Upload;
 use crate::domain::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::{new_id, now_ms};
 use crate::storage::FileRow;
-use super::range;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use parley_protocol::FileInfo;
@@ -217,7 +217,10 @@ pub(super) async fn serve_blob(
     let mut resp = HttpResponse::Ok();
     resp.insert_header((header::ETAG, etag.clone()))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header((header::CACHE_CONTROL, "private, max-age=31536000, immutable"));
+        .insert_header((
+            header::CACHE_CONTROL,
+            "private, max-age=31536000, immutable",
+        ));
     if range::not_modified(req, &etag) {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
@@ -246,11 +249,13 @@ pub(super) async fn serve_blob(
     if req.method() == actix_web::http::Method::HEAD {
         return Ok(resp.no_chunking(end - start).finish());
     }
-    let body = core.blobs.read(sha256, start, end).await.map_err(|e| {
-        match e.kind() {
+    let body = core
+        .blobs
+        .read(sha256, start, end)
+        .await
+        .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => gone(),
             _ => io_error(e),
-        }
-    })?;
+        })?;
     Ok(resp.body(actix_web::body::SizedStream::new(end - start, body)))
 }

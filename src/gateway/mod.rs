@@ -195,7 +195,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
     )
     .route("/v1/files", web::post().to(files::upload))
     .route("/v1/files/{id}", web::get().to(files::download))
-    .route("/v1/uploads", web::method(actix_web::http::Method::OPTIONS).to(uploads::options))
+    .route(
+        "/v1/uploads",
+        web::method(actix_web::http::Method::OPTIONS).to(uploads::options),
+    )
     .route("/v1/uploads", web::post().to(uploads::create))
     .route("/v1/uploads/{id}", web::head().to(uploads::head))
     .route("/v1/uploads/{id}", web::get().to(uploads::get))

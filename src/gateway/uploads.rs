@@ -50,7 +50,9 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        BUSY.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.0);
+        BUSY.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
     }
 }
 
@@ -108,7 +110,12 @@ fn declared_type(metadata: &str) -> ApiResult<String> {
             .decode(value.unwrap_or("").trim())
             .map_err(|_| ApiError::bad_request("Upload-Metadata values are base64"))?;
         let t = String::from_utf8_lossy(&raw);
-        let t = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let t = t
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if t.is_empty() || !t.contains('/') || t.len() > 128 {
             return Err(ApiError::bad_request("filetype must be a media type"));
         }
@@ -121,7 +128,10 @@ pub async fn options(core: web::Data<Core>) -> HttpResponse {
     tus(HttpResponse::NoContent())
         .insert_header(("Tus-Version", TUS))
         .insert_header(("Tus-Extension", "creation,termination,expiration"))
-        .insert_header(("Tus-Max-Size", core.config.limits.max_file_bytes.to_string()))
+        .insert_header((
+            "Tus-Max-Size",
+            core.config.limits.max_file_bytes.to_string(),
+        ))
         .finish()
 }
 
@@ -138,12 +148,16 @@ pub async fn create(core: web::Data<Core>, req: HttpRequest) -> ApiResult<HttpRe
     };
     let max = core.config.limits.max_file_bytes;
     if length > max {
-        return Err(ApiError::too_large(format!("files are at most {max} bytes")));
+        return Err(ApiError::too_large(format!(
+            "files are at most {max} bytes"
+        )));
     }
     if length == 0 {
         return Err(ApiError::bad_request("empty file"));
     }
-    let metadata = header_str(&req, "Upload-Metadata").unwrap_or("").to_string();
+    let metadata = header_str(&req, "Upload-Metadata")
+        .unwrap_or("")
+        .to_string();
     if metadata.len() > MAX_METADATA {
         return Err(ApiError::too_large("Upload-Metadata is too long"));
     }

@@ -63,7 +63,9 @@ pub async fn build(cfg: Config) -> Result<Node, String> {
     );
     Ok(Node {
         max_connections: budget.max_connections,
-        core: Arc::new(Core::new(cfg, store, auth, metrics, peers, admission, blobs)),
+        core: Arc::new(Core::new(
+            cfg, store, auth, metrics, peers, admission, blobs,
+        )),
         cluster,
         _data_lock: data_lock,
     })

@@ -119,7 +119,9 @@ pub(super) async fn one(s: &ScyllaStore, id: &str) -> StoreResult<Option<UploadR
 }
 
 pub(super) async fn complete(s: &ScyllaStore, id: &str, file_id: &str) -> StoreResult<()> {
-    s.exec(&cql::COMPLETE_UPLOAD, (file_id, id)).await.map(|_| ())
+    s.exec(&cql::COMPLETE_UPLOAD, (file_id, id))
+        .await
+        .map(|_| ())
 }
 
 pub(super) async fn delete(s: &ScyllaStore, id: &str) -> StoreResult<()> {
@@ -143,7 +145,8 @@ pub(super) async fn expired(s: &ScyllaStore, now: i64, limit: u32) -> StoreResul
                 Some(u) if u.expires_at < now => out.push(u),
                 Some(_) => {}
                 None => {
-                    s.exec(&cql::DELETE_UPLOAD_BY_DAY, (day, id.as_str())).await?;
+                    s.exec(&cql::DELETE_UPLOAD_BY_DAY, (day, id.as_str()))
+                        .await?;
                 }
             }
             if out.len() >= limit as usize {

@@ -418,7 +418,8 @@ impl Store for SqliteStore {
     }
     async fn old_files(&self, before: i64, after: &str, n: u32) -> StoreResult<Page> {
         let a = after.to_string();
-        self.read(move |c| uploads::old_files(c, before, &a, n)).await
+        self.read(move |c| uploads::old_files(c, before, &a, n))
+            .await
     }
     async fn create_upload(&self, u: UploadRow) -> StoreResult<()> {
         self.write(move |c| uploads::create(c, &u)).await

@@ -100,6 +100,8 @@ pub(super) fn old_files(
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(sql)?;
-    let next = (ids.len() == limit as usize).then(|| ids.last().cloned()).flatten();
+    let next = (ids.len() == limit as usize)
+        .then(|| ids.last().cloned())
+        .flatten();
     Ok((ids, next))
 }

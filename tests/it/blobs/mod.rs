@@ -107,7 +107,10 @@ pub async fn contract(s: &TestServer) {
     assert_ne!(info_b["file_id"], info["file_id"]);
     assert_eq!(info_b["sha256"], sha);
     let (st, _, _) = get(s, &b.token, fid, vec![]).await;
-    assert_eq!(st, 403, "bob must not read alice's file through shared bytes");
+    assert_eq!(
+        st, 403,
+        "bob must not read alice's file through shared bytes"
+    );
     let (st, body, _) = get(s, &b.token, info_b["file_id"].as_str().unwrap(), vec![]).await;
     assert_eq!(st, 200);
     assert!(body == bytes);

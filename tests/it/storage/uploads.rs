@@ -19,17 +19,32 @@ fn upload(id: &str, expires_at: i64) -> UploadRow {
 pub async fn uploads_are_kept_completed_and_expire(store: &dyn Store) {
     let now = 1_800_000_000_000i64;
     store.create_upload(upload("up1", now - 1)).await.unwrap();
-    store.create_upload(upload("up2", now + 60_000)).await.unwrap();
-    assert_eq!(store.upload("up1").await.unwrap(), Some(upload("up1", now - 1)));
+    store
+        .create_upload(upload("up2", now + 60_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.upload("up1").await.unwrap(),
+        Some(upload("up1", now - 1))
+    );
     assert!(store.upload("nope").await.unwrap().is_none());
     store.complete_upload("up2", "f9").await.unwrap();
     assert_eq!(
-        store.upload("up2").await.unwrap().unwrap().file_id.as_deref(),
+        store
+            .upload("up2")
+            .await
+            .unwrap()
+            .unwrap()
+            .file_id
+            .as_deref(),
         Some("f9")
     );
     let expired = store.expired_uploads(now, 100).await.unwrap();
     assert_eq!(
-        expired.iter().map(|u| u.upload_id.as_str()).collect::<Vec<_>>(),
+        expired
+            .iter()
+            .map(|u| u.upload_id.as_str())
+            .collect::<Vec<_>>(),
         ["up1"]
     );
     store.delete_upload("up1").await.unwrap();

@@ -36,7 +36,10 @@ pub async fn create(s: &TestServer, token: &str, length: usize, filetype: &str) 
             "/v1/uploads",
             Some(token),
             None,
-            tus_headers(&[("Upload-Length", &length.to_string()), ("Upload-Metadata", &meta)]),
+            tus_headers(&[
+                ("Upload-Length", &length.to_string()),
+                ("Upload-Metadata", &meta),
+            ]),
         )
         .await;
     assert_eq!(st, 201, "{}", String::from_utf8_lossy(&body));
@@ -62,7 +65,9 @@ async fn patch(
 }
 
 async fn head(s: &TestServer, token: &str, at: &str) -> (u16, Vec<(String, String)>) {
-    let (st, _, hs) = s.http_raw("HEAD", at, Some(token), None, tus_headers(&[])).await;
+    let (st, _, hs) = s
+        .http_raw("HEAD", at, Some(token), None, tus_headers(&[]))
+        .await;
     (st, hs)
 }
 
@@ -73,7 +78,13 @@ async fn offset_of(s: &TestServer, token: &str, at: &str) -> Option<u64> {
 
 async fn download(s: &TestServer, token: &str, fid: &str) -> (u16, Vec<u8>) {
     let (st, body, _) = s
-        .http_raw("GET", &format!("/v1/files/{fid}"), Some(token), None, vec![])
+        .http_raw(
+            "GET",
+            &format!("/v1/files/{fid}"),
+            Some(token),
+            None,
+            vec![],
+        )
         .await;
     (st, body)
 }
@@ -87,7 +98,9 @@ async fn tus_create_patch_head_complete_and_terminate() {
     let a = s.user("alice").await;
     let b = s.user("bob").await;
 
-    let (st, _, hs) = s.http_raw("OPTIONS", "/v1/uploads", None, None, vec![]).await;
+    let (st, _, hs) = s
+        .http_raw("OPTIONS", "/v1/uploads", None, None, vec![])
+        .await;
     assert_eq!(st, 204);
     assert_eq!(header(&hs, "tus-version"), Some("1.0.0"));
     assert_eq!(header(&hs, "tus-max-size"), Some("1000000"));
@@ -97,20 +110,47 @@ async fn tus_create_patch_head_complete_and_terminate() {
     }
     // Without Tus-Resumable: 412; without a length: 400; over the limit: 413.
     let (st, _, hs) = s
-        .http_raw("POST", "/v1/uploads", Some(&a.token), None, vec![("Upload-Length".into(), "5".into())])
+        .http_raw(
+            "POST",
+            "/v1/uploads",
+            Some(&a.token),
+            None,
+            vec![("Upload-Length".into(), "5".into())],
+        )
         .await;
     assert_eq!((st, header(&hs, "tus-version")), (412, Some("1.0.0")));
     let (st, _, _) = s
-        .http_raw("POST", "/v1/uploads", Some(&a.token), None, tus_headers(&[]))
+        .http_raw(
+            "POST",
+            "/v1/uploads",
+            Some(&a.token),
+            None,
+            tus_headers(&[]),
+        )
         .await;
     assert_eq!(st, 400);
     let (st, body, _) = s
-        .http_raw("POST", "/v1/uploads", Some(&a.token), None, tus_headers(&[("Upload-Length", "1000001")]))
+        .http_raw(
+            "POST",
+            "/v1/uploads",
+            Some(&a.token),
+            None,
+            tus_headers(&[("Upload-Length", "1000001")]),
+        )
         .await;
     assert_eq!(st, 413);
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["error"]["code"], "too_large");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["error"]["code"],
+        "too_large"
+    );
     let (st, _, _) = s
-        .http_raw("POST", "/v1/uploads", None, None, tus_headers(&[("Upload-Length", "5")]))
+        .http_raw(
+            "POST",
+            "/v1/uploads",
+            None,
+            None,
+            tus_headers(&[("Upload-Length", "5")]),
+        )
         .await;
     assert_eq!(st, 401);
 
@@ -128,7 +168,13 @@ async fn tus_create_patch_head_complete_and_terminate() {
 
     // A wrong content type: 415; a wrong offset: 409.
     let (st, _, _) = s
-        .http_raw("PATCH", &at, Some(&a.token), Some(("application/octet-stream".into(), bytes[..10].to_vec())), tus_headers(&[("Upload-Offset", "0")]))
+        .http_raw(
+            "PATCH",
+            &at,
+            Some(&a.token),
+            Some(("application/octet-stream".into(), bytes[..10].to_vec())),
+            tus_headers(&[("Upload-Offset", "0")]),
+        )
         .await;
     assert_eq!(st, 415);
     let (st, _, hs) = patch(&s, &a.token, &at, 0, &bytes[..80_000]).await;
@@ -148,7 +194,9 @@ async fn tus_create_patch_head_complete_and_terminate() {
     let (st, _, hs) = patch(&s, &a.token, &at, now, &bytes[now..]).await;
     assert_eq!(st, 204);
     assert_eq!(header(&hs, "upload-offset"), Some("200000"));
-    let fid = header(&hs, "parley-file-id").expect("Parley-File-Id").to_string();
+    let fid = header(&hs, "parley-file-id")
+        .expect("Parley-File-Id")
+        .to_string();
     let (st, got) = download(&s, &a.token, &fid).await;
     assert_eq!(st, 200);
     assert_eq!(
@@ -157,12 +205,18 @@ async fn tus_create_patch_head_complete_and_terminate() {
     );
     // The answer again for a client that lost it; HEAD and GET name the file.
     let (st, _, hs) = patch(&s, &a.token, &at, 200_000, &[]).await;
-    assert_eq!((st, header(&hs, "parley-file-id")), (204, Some(fid.as_str())));
+    assert_eq!(
+        (st, header(&hs, "parley-file-id")),
+        (204, Some(fid.as_str()))
+    );
     let (_, hs) = head(&s, &a.token, &at).await;
     assert_eq!(header(&hs, "parley-file-id"), Some(fid.as_str()));
     let (st, v) = s.http("GET", &at, Some(&a.token), None).await;
     assert_eq!(st, 200);
-    assert_eq!((v["file_id"].as_str(), v["offset"].as_u64()), (Some(fid.as_str()), Some(200_000)));
+    assert_eq!(
+        (v["file_id"].as_str(), v["offset"].as_u64()),
+        (Some(fid.as_str()), Some(200_000))
+    );
 
     // A type that does not match the bytes is refused at completion, and the upload is gone.
     let at2 = create(&s, &a.token, 100, "image/jpeg").await;
@@ -173,9 +227,13 @@ async fn tus_create_patch_head_complete_and_terminate() {
     // Termination.
     let at3 = create(&s, &a.token, 1000, "application/octet-stream").await;
     patch(&s, &a.token, &at3, 0, &[1u8; 10]).await;
-    let (st, _, _) = s.http_raw("DELETE", &at3, Some(&b.token), None, tus_headers(&[])).await;
+    let (st, _, _) = s
+        .http_raw("DELETE", &at3, Some(&b.token), None, tus_headers(&[]))
+        .await;
     assert_eq!(st, 404);
-    let (st, _, _) = s.http_raw("DELETE", &at3, Some(&a.token), None, tus_headers(&[])).await;
+    let (st, _, _) = s
+        .http_raw("DELETE", &at3, Some(&a.token), None, tus_headers(&[]))
+        .await;
     assert_eq!(st, 204);
     assert_eq!(head(&s, &a.token, &at3).await.0, 404);
     let id3 = at3.rsplit('/').next().unwrap();
@@ -239,7 +297,9 @@ async fn tus_resumes_after_a_dropped_connection_and_a_node_restart() {
 async fn expired_uploads_and_unattached_files_are_swept() {
     let s = TestServer::builder()
         .nodes(1)
-        .config("[uploads]\nresumable_expire_secs = 1\nunattached_secs = 2\nsweep_interval_ms = 200")
+        .config(
+            "[uploads]\nresumable_expire_secs = 1\nunattached_secs = 2\nsweep_interval_ms = 200",
+        )
         .start();
     let a = s.user("alice").await;
     let b = s.user("bob").await;
@@ -249,7 +309,10 @@ async fn expired_uploads_and_unattached_files_are_swept() {
     assert_eq!(st, 200);
     assert!(header(&hs, "upload-expires").unwrap().ends_with("GMT"));
     patch(&s, &a.token, &at, 0, &[1u8; 100]).await;
-    let partial = s.dir.join("files/partial").join(at.rsplit('/').next().unwrap());
+    let partial = s
+        .dir
+        .join("files/partial")
+        .join(at.rsplit('/').next().unwrap());
     assert!(partial.exists());
 
     let lone = crate::blobs::upload(&s, &a.token, "image/png", &png(5000, 1)).await;
@@ -261,13 +324,22 @@ async fn expired_uploads_and_unattached_files_are_swept() {
 
     let gone = eventually(Duration::from_secs(10), || async {
         !partial.exists()
-            && download(&s, &a.token, lone["file_id"].as_str().unwrap()).await.0 == 404
+            && download(&s, &a.token, lone["file_id"].as_str().unwrap())
+                .await
+                .0
+                == 404
     })
     .await;
     assert!(gone, "the expired upload and the unattached file are swept");
     assert_eq!(head(&s, &a.token, &at).await.0, 404);
     let sha = lone["sha256"].as_str().unwrap();
-    assert!(!s.dir.join("files").join(&sha[0..2]).join(&sha[2..4]).join(sha).exists());
+    assert!(!s
+        .dir
+        .join("files")
+        .join(&sha[0..2])
+        .join(&sha[2..4])
+        .join(sha)
+        .exists());
     // The file sent in a message stays.
     let (st, _) = download(&s, &b.token, sent["file_id"].as_str().unwrap()).await;
     assert_eq!(st, 200);
@@ -286,14 +358,26 @@ async fn the_storage_quota_is_per_user() {
     let one = png(6000, 1);
     crate::blobs::upload(&s, &a.token, "image/png", &one).await;
     let (st, body, _) = s
-        .http_raw("POST", "/v1/files", Some(&a.token), Some(("image/png".into(), png(6000, 2))), vec![])
+        .http_raw(
+            "POST",
+            "/v1/files",
+            Some(&a.token),
+            Some(("image/png".into(), png(6000, 2))),
+            vec![],
+        )
         .await;
     assert_eq!(st, 413);
     let err: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(err["error"]["code"], "too_large");
     assert!(err["error"]["message"].as_str().unwrap().contains("quota"));
     let (st, _, _) = s
-        .http_raw("POST", "/v1/uploads", Some(&a.token), None, tus_headers(&[("Upload-Length", "6000")]))
+        .http_raw(
+            "POST",
+            "/v1/uploads",
+            Some(&a.token),
+            None,
+            tus_headers(&[("Upload-Length", "6000")]),
+        )
         .await;
     assert_eq!(st, 413);
     // Bob stores the same bytes (and more): his own quota.

@@ -107,7 +107,11 @@ async fn tuspy_uploads_a_large_file_across_a_dropped_connection() {
     );
     assert!(cut.load(Ordering::SeqCst), "the proxy cut a connection");
     let url = String::from_utf8(out.stdout).unwrap();
-    let at = url.trim().split_once("/v1/").map(|(_, p)| format!("/v1/{p}")).unwrap();
+    let at = url
+        .trim()
+        .split_once("/v1/")
+        .map(|(_, p)| format!("/v1/{p}"))
+        .unwrap();
     let (st, _, hs) = s
         .http_raw(
             "HEAD",
@@ -118,9 +122,17 @@ async fn tuspy_uploads_a_large_file_across_a_dropped_connection() {
         )
         .await;
     assert_eq!(st, 200);
-    let fid = header(&hs, "parley-file-id").expect("completed").to_string();
+    let fid = header(&hs, "parley-file-id")
+        .expect("completed")
+        .to_string();
     let (st, body, _) = s
-        .http_raw("GET", &format!("/v1/files/{fid}"), Some(&a.token), None, vec![])
+        .http_raw(
+            "GET",
+            &format!("/v1/files/{fid}"),
+            Some(&a.token),
+            None,
+            vec![],
+        )
         .await;
     assert_eq!(st, 200);
     assert_eq!(
