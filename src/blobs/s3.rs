@@ -11,7 +11,7 @@
 use super::{Backend, ByteStream};
 use crate::config::BlobsConfig;
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, StreamBody};
 use hyper::body::Frame;
 use hyper::{Request, Response, StatusCode};
@@ -157,6 +157,34 @@ fn request(method: &str, url: url::Url, body: Body) -> io::Result<Request<Body>>
         .map_err(io::Error::other)
 }
 
+/// The first `len` bytes of `body`: a server that ignored the Range sends more, which is
+/// cut; one that sends fewer is an error, never a short answer under a longer Content-Length.
+fn exactly(body: ByteStream, len: u64) -> ByteStream {
+    Box::pin(futures_util::stream::unfold(
+        (body, len),
+        |(mut body, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            match body.next().await {
+                Some(Ok(mut b)) => {
+                    b.truncate(b.len().min(left as usize));
+                    let n = b.len() as u64;
+                    Some((Ok(b), (body, left - n)))
+                }
+                Some(Err(e)) => Some((Err(e), (body, 0))),
+                None => Some((
+                    Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "S3 get: short body",
+                    )),
+                    (body, 0),
+                )),
+            }
+        },
+    ))
+}
+
 fn empty() -> Body {
     Empty::new().map_err(|e| match e {}).boxed_unsync()
 }
@@ -225,13 +253,15 @@ impl Backend for S3 {
             s => return Err(failed("get", s)),
         }
         if resp.status() == StatusCode::OK && start > 0 {
+            // A whole object where a part was asked: skipping to `start` is not worth it.
             return Err(io::Error::other("S3 get: the server ignored Range"));
         }
-        let body = resp
-            .into_body()
-            .into_data_stream()
-            .map_err(io::Error::other);
-        Ok(Box::pin(body))
+        let body = Box::pin(
+            resp.into_body()
+                .into_data_stream()
+                .map_err(io::Error::other),
+        );
+        Ok(exactly(body, end - start))
     }
 
     async fn delete(&self, key: &str) -> io::Result<()> {
