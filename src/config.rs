@@ -25,6 +25,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub cluster: ClusterConfig,
     pub push: PushConfig,
+    pub blobs: BlobsConfig,
+    pub uploads: UploadsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +206,32 @@ pub struct RetentionConfig {
     pub batch: u32,
 }
 
+/// v1.1: where blob bytes live (`crate::blobs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobsConfig {
+    pub backend: String,
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub path_style: bool,
+    pub prefix: String,
+    pub extra_ca_file: String,
+    pub request_timeout_ms: u64,
+}
+
+/// v1.1: resumable uploads and the housekeeping of uploaded files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadsConfig {
+    pub resumable_expire_secs: u64,
+    pub unattached_secs: u64,
+    pub user_quota_bytes: u64,
+    pub sweep_interval_ms: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -276,6 +304,15 @@ impl Config {
         if r.min_secs == 0 || r.sweep_interval_ms == 0 || r.batch == 0 {
             return Err("retention: min_secs, sweep_interval_ms and batch must be positive".into());
         }
+        let u = &self.uploads;
+        if u.sweep_interval_ms == 0 || u.resumable_expire_secs == 0 {
+            return Err(
+                "uploads: sweep_interval_ms and resumable_expire_secs must be positive".into(),
+            );
+        }
+        if !matches!(self.blobs.backend.as_str(), "local" | "s3") {
+            return Err("blobs.backend must be \"local\" or \"s3\"".into());
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err("log.format must be \"text\" or \"json\"".into());
         }
@@ -292,6 +329,11 @@ impl Config {
             ("limits.retract_window_secs", l.retract_window_secs),
             ("limits.edit_window_secs", l.edit_window_secs),
             ("retention.default_secs", self.retention.default_secs),
+            ("uploads.unattached_secs", self.uploads.unattached_secs),
+            (
+                "uploads.resumable_expire_secs",
+                self.uploads.resumable_expire_secs,
+            ),
             (
                 "storage.idempotency_ttl_secs",
                 self.storage.idempotency_ttl_secs,

@@ -56,8 +56,8 @@ impl Core {
         metrics: Arc<Metrics>,
         peers: Arc<dyn Peers>,
         admission: Arc<Admission>,
+        blobs: Blobs,
     ) -> Core {
-        let blobs = Blobs::new(config.data_dir.join("files"));
         let access = Access::new(&config);
         Core {
             config,
@@ -72,6 +72,27 @@ impl Core {
             access,
             push_metrics: std::sync::OnceLock::new(),
             shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Removes the rows of `file_ids` that nothing refers to any more and unlinks every blob
+    /// no remaining row uses: the one place a file's bytes are deleted (after a retraction, a
+    /// retention purge, or the sweep of unattached uploads). `Store::orphaned_blobs` returns
+    /// every blob of the removed rows (the content and any blob derived from it). A failed
+    /// unlink leaves an unreferenced blob (logged), never a broken reference.
+    pub async fn purge_files(&self, file_ids: Vec<String>) {
+        if file_ids.is_empty() {
+            return;
+        }
+        match self.store.orphaned_blobs(file_ids).await {
+            Ok(blobs) => {
+                for sha in blobs {
+                    if let Err(e) = self.blobs.unlink(&sha).await {
+                        tracing::warn!(error = %e, blob = %sha, "could not unlink a purged blob");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "blob cleanup failed"),
         }
     }
 

@@ -19,6 +19,7 @@ pub mod core;
 pub mod create;
 pub mod envelope;
 mod fanout;
+pub mod housekeeping;
 pub mod hub;
 pub mod peers;
 pub mod presence;

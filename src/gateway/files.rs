@@ -1,9 +1,11 @@
 //! File upload and download.
 //!
 //! Uploads stream into the blob store (`crate::blobs`) while being hashed and move into place
-//! only once complete; identical uploads share one blob. Downloads go through actix-files,
-//! which gives Range requests, ETag and If-None-Match.
+//! only once complete; identical uploads share one blob. Downloads stream from the blob
+//! backend (local disk or S3) with single-range requests, a strong ETag (the hash) and
+//! If-None-Match (`gateway::range`).
 
+use super::range;
 use crate::actors::Core;
 use crate::blobs::Upload;
 use crate::domain::Caller;
@@ -65,7 +67,7 @@ fn declared_type(req: &HttpRequest) -> ApiResult<String> {
 }
 
 /// A full disk is the node's condition, not a fault: `unavailable`, retry later.
-fn io_error(e: std::io::Error) -> ApiError {
+pub(super) fn io_error(e: std::io::Error) -> ApiError {
     use std::io::ErrorKind::{QuotaExceeded, StorageFull};
     let mut err = match e.kind() {
         StorageFull | QuotaExceeded => {
@@ -79,6 +81,24 @@ fn io_error(e: std::io::Error) -> ApiError {
 
 fn too_large(max: u64) -> ApiError {
     ApiError::too_large(format!("files are at most {max} bytes"))
+}
+
+/// v1.1: refuses `adding` more bytes for a user whose files would go past
+/// `uploads.user_quota_bytes` (`too_large`). Every upload counts in full, even when another
+/// user sent the same bytes (which are stored once), so the quota tells nothing about
+/// others' files. Concurrent uploads may pass it together by up to their sizes.
+pub(super) async fn check_quota(core: &Core, user_id: &str, adding: u64) -> ApiResult<()> {
+    let quota = core.config.uploads.user_quota_bytes;
+    if quota == 0 {
+        return Ok(());
+    }
+    let used = core.store.user_file_bytes(user_id).await?;
+    if used.saturating_add(adding) > quota {
+        return Err(ApiError::too_large(format!(
+            "storage quota exceeded: {used} of {quota} bytes in use"
+        )));
+    }
+    Ok(())
 }
 
 pub async fn upload(
@@ -99,6 +119,7 @@ pub async fn upload(
     if announced.is_some_and(|len| len > max) {
         return Err(too_large(max));
     }
+    check_quota(&core, &caller.user_id, announced.unwrap_or(0)).await?;
     let mut upload = core.blobs.begin().await.map_err(io_error)?;
     receive(&mut body, &mut upload, max).await?;
     let info = finish(&core, &caller, declared, upload).await?;
@@ -118,6 +139,7 @@ pub(super) async fn finish(
     }
     check_type(&declared, upload.head())?;
     let size = upload.size();
+    check_quota(core, &caller.user_id, size).await?;
     let sha256 = upload.commit().await.map_err(io_error)?;
     let row = FileRow {
         file_id: new_id(),
@@ -174,22 +196,66 @@ pub async fn download(
 }
 
 /// Sends a stored blob with its type: the one place bytes leave the blob store for a client,
-/// so Range, ETag and the headers that make serving safe are the same for every endpoint.
+/// so Range, ETag and the headers that make serving safe are the same for every endpoint and
+/// every backend (the bytes stream from local disk or S3 through the server).
 pub(super) async fn serve_blob(
     core: &Core,
     req: &HttpRequest,
     sha256: &str,
     content_type: &str,
 ) -> ApiResult<HttpResponse> {
-    let file = actix_files::NamedFile::open_async(core.blobs.path(sha256))
+    use actix_web::http::header;
+    let gone = || ApiError::not_found("file content is gone");
+    let size = core
+        .blobs
+        .size(sha256)
         .await
-        .map_err(|_| ApiError::not_found("file content is gone"))?;
+        .map_err(io_error)?
+        .ok_or_else(gone)?;
+    // Content-addressed: the hash is a strong validator for as long as the file exists.
+    let etag = format!("\"{sha256}\"");
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header((header::ETAG, etag.clone()))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((
+            header::CACHE_CONTROL,
+            "private, max-age=31536000, immutable",
+        ));
+    if range::not_modified(req, &etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
+    let (start, end) = match range::requested(req, &etag, size) {
+        range::Wanted::All => (0, size),
+        range::Wanted::Part(start, end) => {
+            resp.status(actix_web::http::StatusCode::PARTIAL_CONTENT)
+                .insert_header((
+                    header::CONTENT_RANGE,
+                    format!("bytes {start}-{}/{size}", end - 1),
+                ));
+            (start, end)
+        }
+        range::Wanted::Unsatisfiable => {
+            return Ok(HttpResponse::RangeNotSatisfiable()
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+                .finish());
+        }
+    };
     let mime = content_type
         .parse::<actix_web::mime::Mime>()
         .unwrap_or(actix_web::mime::APPLICATION_OCTET_STREAM);
-    Ok(file
-        .set_content_type(mime)
-        .use_last_modified(true)
-        .disable_content_disposition()
-        .into_response(req))
+    resp.content_type(mime);
+    if req.method() == actix_web::http::Method::HEAD {
+        return Ok(resp.no_chunking(end - start).finish());
+    }
+    let body = core
+        .blobs
+        .read(sha256, start, end)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => gone(),
+            _ => io_error(e),
+        })?;
+    Ok(resp.body(actix_web::body::SizedStream::new(end - start, body)))
 }

@@ -12,8 +12,10 @@ mod error;
 pub mod files;
 mod health;
 mod push;
+mod range;
 mod retention;
 pub mod slow;
+mod uploads;
 mod webclient;
 pub mod ws;
 
@@ -193,6 +195,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
     )
     .route("/v1/files", web::post().to(files::upload))
     .route("/v1/files/{id}", web::get().to(files::download))
+    .route(
+        "/v1/uploads",
+        web::method(actix_web::http::Method::OPTIONS).to(uploads::options),
+    )
+    .route("/v1/uploads", web::post().to(uploads::create))
+    .route("/v1/uploads/{id}", web::head().to(uploads::head))
+    .route("/v1/uploads/{id}", web::get().to(uploads::get))
+    .route("/v1/uploads/{id}", web::patch().to(uploads::patch))
+    .route("/v1/uploads/{id}", web::delete().to(uploads::delete))
     .configure(webclient::routes);
 }
 

@@ -53,6 +53,7 @@ pub async fn build(cfg: Config) -> Result<Node, String> {
         cfg.auth.argon2_memory_kib,
         cfg.auth.argon2_iterations,
     )?;
+    let blobs = crate::blobs::Blobs::from_config(&cfg.blobs, cfg.data_dir.join("files"))?;
     let store = crate::storage::open(&cfg, &metrics).await?;
     let admission = crate::actors::admission::Admission::new(
         budget.max_sessions,
@@ -62,7 +63,9 @@ pub async fn build(cfg: Config) -> Result<Node, String> {
     );
     Ok(Node {
         max_connections: budget.max_connections,
-        core: Arc::new(Core::new(cfg, store, auth, metrics, peers, admission)),
+        core: Arc::new(Core::new(
+            cfg, store, auth, metrics, peers, admission, blobs,
+        )),
         cluster,
         _data_lock: data_lock,
     })
@@ -124,6 +127,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let handle = server.handle();
     actix_web::rt::spawn(expire_idempotency(core.clone()));
     actix_web::rt::spawn(crate::actors::sweep::run(core.clone()));
+    actix_web::rt::spawn(crate::actors::housekeeping::run(core.clone()));
 
     start_push(&core)?;
     let shutdown_core = core.clone();

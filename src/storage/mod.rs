@@ -360,6 +360,25 @@ pub struct FileRow {
     pub created_at: i64,
 }
 
+/// A page of ids and the cursor of the next page (`None`: no more).
+pub type Page = (Vec<String>, Option<String>);
+
+/// v1.1: a resumable (tus) upload. Its bytes so far are on the disk of the node that took
+/// them (`Blobs::partial_dir`); `file_id` is set once it completed into a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadRow {
+    pub upload_id: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub length: u64,
+    pub content_type: String,
+    /// The client's `Upload-Metadata` header, as sent (echoed on HEAD).
+    pub metadata: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub file_id: Option<String>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // -- users and devices
@@ -562,6 +581,21 @@ pub trait Store: Send + Sync + 'static {
     /// Files (of a purged message) that no grant and no other file row uses any more: their
     /// blobs may be unlinked. Removes those file rows.
     async fn orphaned_blobs(&self, file_ids: Vec<String>) -> StoreResult<Vec<String>>;
+    /// v1.1: the bytes of every file row `user_id` uploaded (the storage quota).
+    async fn user_file_bytes(&self, user_id: &str) -> StoreResult<u64>;
+    /// v1.1: one page of the walk over files for the unattached-file sweep: ids of files
+    /// created before `before_ts` (a backend may leave out ones it knows are granted), and
+    /// the cursor to pass as `after` next (`None`: the walk is over).
+    async fn old_files(&self, before_ts: i64, after: &str, limit: u32) -> StoreResult<Page>;
+
+    // -- v1.1: resumable uploads
+    async fn create_upload(&self, upload: UploadRow) -> StoreResult<()>;
+    async fn upload(&self, upload_id: &str) -> StoreResult<Option<UploadRow>>;
+    /// Records the file a completed upload became.
+    async fn complete_upload(&self, upload_id: &str, file_id: &str) -> StoreResult<()>;
+    async fn delete_upload(&self, upload_id: &str) -> StoreResult<()>;
+    /// Up to `limit` uploads whose `expires_at` is before `now_ms`.
+    async fn expired_uploads(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<UploadRow>>;
 
     // -- push notifications (the flow is in `crate::push`)
     /// Devices of the conversation's members with an active push target, and their cursors.

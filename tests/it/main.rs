@@ -7,8 +7,11 @@
 //! - `cluster`: faults under a cross-node load (kill -9, leave, Redis restart, join).
 //! - `durability`: acks survive kill -9; SIGTERM closes with 1012; migrations.
 //! - `storage`: the storage contract, every `Store` method, on each backend.
+//! - `blobs`: the blob store contract on each backend (local disk, S3 against moto).
+//! - `uploads`: resumable uploads (tus, also with the real client tuspy), the upload sweep, quotas.
 //! - `push`: each push provider against a local fake of its service (HTTPS, a test CA).
 
+mod blobs;
 mod cluster;
 mod common;
 mod contract;
@@ -17,3 +20,4 @@ mod hardening;
 mod layers;
 mod push;
 mod storage;
+mod uploads;

@@ -146,17 +146,5 @@ async fn write(core: &crate::actors::Core, e: MessageEvent, files: Vec<String>) 
 
 /// Unlinks the blobs of `files` that nothing uses any more (after a retraction or a purge).
 pub(super) async fn unlink_orphans(core: &crate::actors::Core, files: Vec<String>) {
-    if files.is_empty() {
-        return;
-    }
-    match core.store.orphaned_blobs(files).await {
-        Ok(blobs) => {
-            for sha in blobs {
-                if let Err(e) = core.blobs.unlink(&sha).await {
-                    tracing::warn!(error = %e, blob = %sha, "could not unlink a purged blob");
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "blob cleanup failed"),
-    }
+    core.purge_files(files).await;
 }

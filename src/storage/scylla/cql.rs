@@ -136,6 +136,21 @@ stmts! {
     INSERT_FILE_BY_SHA = "INSERT INTO files_by_sha (sha256, file_id) VALUES (?, ?)", [Text, Text];
     FILES_BY_SHA = "SELECT file_id FROM files_by_sha WHERE sha256 = ? LIMIT 1", [Text];
     DELETE_FILE_BY_SHA = "DELETE FROM files_by_sha WHERE sha256 = ? AND file_id = ?", [Text, Text];
+    INSERT_FILE_BY_UPLOADER = "INSERT INTO files_by_uploader (uploader_id, file_id, size) VALUES (?, ?, ?)", [Text, Text, BigInt];
+    FILE_SIZES_OF = "SELECT size FROM files_by_uploader WHERE uploader_id = ?", [Text];
+    DELETE_FILE_BY_UPLOADER = "DELETE FROM files_by_uploader WHERE uploader_id = ? AND file_id = ?", [Text, Text];
+    INSERT_FILE_BY_DAY = "INSERT INTO files_by_day (day, file_id) VALUES (?, ?)", [BigInt, Text];
+    FILES_OF_DAY = "SELECT file_id FROM files_by_day WHERE day = ? AND file_id > ? LIMIT ?", [BigInt, Text, Int];
+    DELETE_FILE_BY_DAY = "DELETE FROM files_by_day WHERE day = ? AND file_id = ?", [BigInt, Text];
+
+    // v1.1: resumable uploads
+    INSERT_UPLOAD = "INSERT INTO uploads (upload_id, user_id, device_id, length, content_type, metadata, created_at, expires_at, file_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [Text, Text, Text, BigInt, Text, Text, BigInt, BigInt, Text];
+    UPLOAD_BY_ID = "SELECT upload_id, user_id, device_id, length, content_type, metadata, created_at, expires_at, file_id FROM uploads WHERE upload_id = ?", [Text];
+    COMPLETE_UPLOAD = "UPDATE uploads SET file_id = ? WHERE upload_id = ?", [Text, Text];
+    DELETE_UPLOAD = "DELETE FROM uploads WHERE upload_id = ?", [Text];
+    INSERT_UPLOAD_BY_DAY = "INSERT INTO uploads_by_day (day, upload_id) VALUES (?, ?)", [BigInt, Text];
+    UPLOADS_OF_DAY = "SELECT upload_id FROM uploads_by_day WHERE day = ?", [BigInt];
+    DELETE_UPLOAD_BY_DAY = "DELETE FROM uploads_by_day WHERE day = ? AND upload_id = ?", [BigInt, Text];
 
     // push targets (plain writes: registration and disabling touch different cells)
     SET_PUSH_TARGET_ROW = "INSERT INTO push_targets (device_id, user_id, provider, token, endpoint, p256dh, auth, payload, registered_at, disabled_at, disabled_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, null, null)", [Text, Text, Text, Text, Text, Text, Text, Text, BigInt];
@@ -222,6 +237,7 @@ pub const SCHEMA: &[(i32, &str)] = &[
     (6, include_str!("../../../schema/scylla/006_accounts.cql")),
     (7, include_str!("../../../schema/scylla/007_receipts.cql")),
     (8, include_str!("../../../schema/scylla/008_retention.cql")),
+    (10, include_str!("../../../schema/scylla/010_blobs.cql")),
 ];
 
 /// The CQL type of `table.column` in the schema files (for the row-struct check in `rows`).

@@ -22,8 +22,8 @@ pub(super) async fn create(s: &ScyllaStore, f: FileRow) -> StoreResult<()> {
         &cql::INSERT_FILE_BY_SHA,
         (f.sha256.as_str(), f.file_id.as_str()),
     )
-    .await
-    .map(|_| ())
+    .await?;
+    super::uploads::index_file(s, &f).await
 }
 
 pub(super) async fn one(s: &ScyllaStore, file_id: &str) -> StoreResult<Option<FileRow>> {
@@ -71,6 +71,7 @@ pub(super) async fn orphaned_blobs(
         s.exec(&cql::DELETE_FILE, (f.as_str(),)).await?;
         s.exec(&cql::DELETE_FILE_BY_SHA, (row.sha256.as_str(), f.as_str()))
             .await?;
+        super::uploads::unindex_file(s, &row).await?;
         let shared = s
             .row::<(String,)>(&cql::FILES_BY_SHA, (row.sha256.as_str(),))
             .await?

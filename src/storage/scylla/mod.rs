@@ -20,6 +20,7 @@ mod push;
 mod receipts;
 mod retention;
 mod rows;
+mod uploads;
 mod users;
 
 pub use migrate::{migrate, schema_statements};
@@ -384,6 +385,27 @@ impl Store for ScyllaStore {
     }
     async fn orphaned_blobs(&self, file_ids: Vec<String>) -> StoreResult<Vec<String>> {
         files::orphaned_blobs(self, file_ids).await
+    }
+    async fn user_file_bytes(&self, user_id: &str) -> StoreResult<u64> {
+        uploads::user_bytes(self, user_id).await
+    }
+    async fn old_files(&self, before: i64, after: &str, n: u32) -> StoreResult<Page> {
+        uploads::old_files(self, before, after, n).await
+    }
+    async fn create_upload(&self, u: UploadRow) -> StoreResult<()> {
+        uploads::create(self, u).await
+    }
+    async fn upload(&self, id: &str) -> StoreResult<Option<UploadRow>> {
+        uploads::one(self, id).await
+    }
+    async fn complete_upload(&self, id: &str, file_id: &str) -> StoreResult<()> {
+        uploads::complete(self, id, file_id).await
+    }
+    async fn delete_upload(&self, id: &str) -> StoreResult<()> {
+        uploads::delete(self, id).await
+    }
+    async fn expired_uploads(&self, now: i64, limit: u32) -> StoreResult<Vec<UploadRow>> {
+        uploads::expired(self, now, limit).await
     }
 
     async fn push_recipients(&self, id: &str) -> StoreResult<Vec<PushRecipient>> {

@@ -334,6 +334,37 @@ impl From<FileCols> for FileRow {
 }
 
 row!(
+    /// `UPLOAD_BY_ID` (v1.1).
+    UploadCols {
+        upload_id: String,
+        user_id: String,
+        device_id: String,
+        length: i64,
+        content_type: String,
+        metadata: String,
+        created_at: i64,
+        expires_at: i64,
+        file_id: Option<String>,
+    }
+);
+
+impl From<UploadCols> for crate::storage::UploadRow {
+    fn from(r: UploadCols) -> Self {
+        crate::storage::UploadRow {
+            upload_id: r.upload_id,
+            user_id: r.user_id,
+            device_id: r.device_id,
+            length: r.length.max(0) as u64,
+            content_type: r.content_type,
+            metadata: r.metadata,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            file_id: r.file_id,
+        }
+    }
+}
+
+row!(
     /// `IDEMPOTENCY`.
     IdempotencyCols {
         conversation_id: String,
@@ -376,6 +407,7 @@ mod tests {
         (&cql::PUSH_JOBS_OF_SHARD, PushJobCols::COLUMNS),
         (&cql::CONVERSATION_BY_ID, ConversationCols::COLUMNS),
         (&cql::FILE_BY_ID, FileCols::COLUMNS),
+        (&cql::UPLOAD_BY_ID, UploadCols::COLUMNS),
         (&cql::IDEMPOTENCY, IdempotencyCols::COLUMNS),
         (&cql::DEVICE_CURSORS, DeviceCursorCols::COLUMNS),
         (&cql::UNDELIVERABLE_OF_USER, UndeliverableCols::COLUMNS),

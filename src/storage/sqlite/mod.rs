@@ -18,6 +18,7 @@ mod readers;
 mod receipts;
 mod retention;
 mod rows;
+mod uploads;
 mod users;
 mod writer;
 
@@ -410,6 +411,33 @@ impl Store for SqliteStore {
     async fn orphaned_blobs(&self, file_ids: Vec<String>) -> StoreResult<Vec<String>> {
         self.write(move |c| files::orphaned_blobs(c, &file_ids))
             .await
+    }
+    async fn user_file_bytes(&self, user_id: &str) -> StoreResult<u64> {
+        let u = user_id.to_string();
+        self.read(move |c| uploads::user_bytes(c, &u)).await
+    }
+    async fn old_files(&self, before: i64, after: &str, n: u32) -> StoreResult<Page> {
+        let a = after.to_string();
+        self.read(move |c| uploads::old_files(c, before, &a, n))
+            .await
+    }
+    async fn create_upload(&self, u: UploadRow) -> StoreResult<()> {
+        self.write(move |c| uploads::create(c, &u)).await
+    }
+    async fn upload(&self, id: &str) -> StoreResult<Option<UploadRow>> {
+        let id = id.to_string();
+        self.read(move |c| uploads::one(c, &id)).await
+    }
+    async fn complete_upload(&self, id: &str, file_id: &str) -> StoreResult<()> {
+        let (id, f) = (id.to_string(), file_id.to_string());
+        self.write(move |c| uploads::complete(c, &id, &f)).await
+    }
+    async fn delete_upload(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |c| uploads::delete(c, &id)).await
+    }
+    async fn expired_uploads(&self, now: i64, limit: u32) -> StoreResult<Vec<UploadRow>> {
+        self.read(move |c| uploads::expired(c, now, limit)).await
     }
 
     async fn push_recipients(&self, conversation_id: &str) -> StoreResult<Vec<PushRecipient>> {

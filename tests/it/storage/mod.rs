@@ -11,6 +11,7 @@ mod messages;
 mod push;
 mod receipts;
 mod retention;
+mod uploads;
 
 pub(super) use parley::config::Config;
 pub(super) use parley::metrics::Metrics;
@@ -114,6 +115,8 @@ macro_rules! checks {
         $m!(groups::title_avatar_roles_and_direct_lookup);
         $m!(groups::settings_change_field_by_field);
         $m!(groups::blocks_by_blocker_and_blocked);
+        $m!(uploads::uploads_are_kept_completed_and_expire);
+        $m!(uploads::quota_bytes_and_the_walk_over_old_unattached_files);
     };
 }
 
