@@ -30,6 +30,9 @@ pub struct Auth {
     /// v1.1: signs refresh tokens, so that a genuine but spent one (reuse) can be told from
     /// a made-up one (which must not revoke anything).
     refresh_key: ring::hmac::Key,
+    /// v1.1: signs short-lived media URLs (`media.url_secret`, else derived from the token
+    /// secret, so every node of a cluster signs and checks the same way).
+    media_key: ring::hmac::Key,
     pub token_ttl_secs: u64,
 }
 
@@ -53,6 +56,10 @@ impl Auth {
             refresh_key: ring::hmac::Key::new(
                 ring::hmac::HMAC_SHA256,
                 &[b"refresh:", secret].concat(),
+            ),
+            media_key: ring::hmac::Key::new(
+                ring::hmac::HMAC_SHA256,
+                &[b"media-url:", secret].concat(),
             ),
             token_ttl_secs,
         })
@@ -106,6 +113,29 @@ impl Auth {
         let token = format!("{body}.{}", B64.encode(mac.as_ref()));
         let hash = refresh_hash(&token);
         (token, hash)
+    }
+
+    /// v1.1: media URLs get their own secret (`media.url_secret`) instead of one derived
+    /// from the token secret.
+    pub fn with_media_secret(mut self, secret: &[u8]) -> Auth {
+        if !secret.is_empty() {
+            self.media_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        }
+        self
+    }
+
+    /// v1.1: the signature of a media URL: HMAC-SHA256 over file id, user and expiry (ms),
+    /// base64url.
+    pub fn sign_media(&self, file_id: &str, user_id: &str, exp_ms: i64) -> String {
+        let body = format!("media1\n{file_id}\n{user_id}\n{exp_ms}");
+        B64.encode(ring::hmac::sign(&self.media_key, body.as_bytes()).as_ref())
+    }
+
+    /// Whether `sig` is this server's signature of the media URL (expiry not checked here).
+    pub fn media_signed(&self, file_id: &str, user_id: &str, exp_ms: i64, sig: &str) -> bool {
+        let body = format!("media1\n{file_id}\n{user_id}\n{exp_ms}");
+        B64.decode(sig)
+            .is_ok_and(|mac| ring::hmac::verify(&self.media_key, body.as_bytes(), &mac).is_ok())
     }
 
     /// The device a refresh token names, if this server signed it (spent or not).

@@ -358,6 +358,21 @@ pub struct FileRow {
     pub content_type: String,
     pub sha256: String,
     pub created_at: i64,
+    /// v1.1: set for a processed image (JPEG, PNG, WebP, GIF), `None` for any other file.
+    pub image: Option<ImageMeta>,
+}
+
+/// v1.1: what processing an image recorded (`crate::media`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageMeta {
+    /// Of the stored copy, orientation applied.
+    pub width: u32,
+    pub height: u32,
+    /// The thumbnail's blob and its type.
+    pub thumb_sha256: String,
+    pub thumb_content_type: String,
+    /// ThumbHash, base64.
+    pub placeholder: String,
 }
 
 #[async_trait]
@@ -562,6 +577,9 @@ pub trait Store: Send + Sync + 'static {
     /// Files (of a purged message) that no grant and no other file row uses any more: their
     /// blobs may be unlinked. Removes those file rows.
     async fn orphaned_blobs(&self, file_ids: Vec<String>) -> StoreResult<Vec<String>>;
+    /// v1.1: whether a file row uses the blob (as its content or as a thumbnail), so that an
+    /// upload whose original bytes were replaced by a stripped copy may unlink them.
+    async fn blob_in_use(&self, sha256: &str) -> StoreResult<bool>;
 
     // -- push notifications (the flow is in `crate::push`)
     /// Devices of the conversation's members with an active push target, and their cursors.

@@ -385,6 +385,9 @@ impl Store for ScyllaStore {
     async fn orphaned_blobs(&self, file_ids: Vec<String>) -> StoreResult<Vec<String>> {
         files::orphaned_blobs(self, file_ids).await
     }
+    async fn blob_in_use(&self, sha256: &str) -> StoreResult<bool> {
+        files::blob_in_use(self, sha256).await
+    }
 
     async fn push_recipients(&self, id: &str) -> StoreResult<Vec<PushRecipient>> {
         push::recipients(self, id).await

@@ -411,6 +411,10 @@ impl Store for SqliteStore {
         self.write(move |c| files::orphaned_blobs(c, &file_ids))
             .await
     }
+    async fn blob_in_use(&self, sha256: &str) -> StoreResult<bool> {
+        let sha = sha256.to_string();
+        self.read(move |c| files::blob_in_use(c, &sha)).await
+    }
 
     async fn push_recipients(&self, conversation_id: &str) -> StoreResult<Vec<PushRecipient>> {
         let id = conversation_id.to_string();
