@@ -288,6 +288,23 @@ mod tests {
         assert_eq!((p.width, p.height), (40, 30));
     }
 
+    #[tokio::test]
+    async fn a_full_pool_makes_an_upload_wait_a_bounded_time_then_refuses() {
+        let mut c = cfg();
+        c.concurrency = 1;
+        c.queue_wait_ms = 50;
+        let media = Media::new(&c);
+        let held = media.permit().await.expect("a free turn");
+        let t = std::time::Instant::now();
+        assert!(
+            media.permit().await.is_none(),
+            "no second turn while one is held"
+        );
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        drop(held);
+        assert!(media.permit().await.is_some(), "a turn once it is released");
+    }
+
     #[test]
     fn too_many_pixels_are_refused_before_decoding() {
         let mut c = cfg();

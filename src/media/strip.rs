@@ -201,6 +201,85 @@ mod tests {
         );
     }
 
+    fn encoded(format: image::ImageFormat) -> Vec<u8> {
+        let img = image::RgbaImage::from_fn(6, 4, |x, y| {
+            image::Rgba([x as u8 * 40, y as u8 * 60, 9, 255])
+        });
+        let mut out = Vec::new();
+        image::DynamicImage::ImageRgba8(img)
+            .write_to(&mut std::io::Cursor::new(&mut out), format)
+            .unwrap();
+        out
+    }
+
+    fn decodes(bytes: &[u8]) -> (u32, u32) {
+        let img = image::load_from_memory(bytes).expect("still an image");
+        (img.width(), img.height())
+    }
+
+    #[test]
+    fn png_webp_and_gif_lose_their_metadata_and_still_decode() {
+        let secret = b"PARLEY-SECRET";
+        // PNG: an eXIf and a tEXt chunk after IHDR (CRCs are not checked by the strip).
+        let png = encoded(image::ImageFormat::Png);
+        let chunk = |kind: &[u8], data: &[u8]| {
+            [
+                &(data.len() as u32).to_be_bytes()[..],
+                kind,
+                data,
+                &[0, 0, 0, 0],
+            ]
+            .concat()
+        };
+        let ihdr_end = 8 + 25;
+        let with = [
+            &png[..ihdr_end],
+            &chunk(b"eXIf", secret),
+            &chunk(b"tEXt", secret),
+            &png[ihdr_end..],
+        ]
+        .concat();
+        let out = super::png(&with).unwrap();
+        assert_eq!(out, png);
+        // WebP: the simple file made extended, with an EXIF chunk and its flag.
+        let webp = encoded(image::ImageFormat::WebP);
+        let mut vp8x = vec![0x08 | 0x10, 0, 0, 0];
+        vp8x.extend_from_slice(&[5, 0, 0, 3, 0, 0]); // canvas 6 x 4 (minus one)
+        let riff = |fourcc: &[u8], data: &[u8]| {
+            let mut c = [fourcc, &(data.len() as u32).to_le_bytes()[..], data].concat();
+            if data.len() % 2 == 1 {
+                c.push(0);
+            }
+            c
+        };
+        let body = [
+            &b"WEBP"[..],
+            &riff(b"VP8X", &vp8x),
+            &webp[12..],
+            &riff(b"EXIF", secret),
+        ]
+        .concat();
+        let with = [&b"RIFF"[..], &(body.len() as u32).to_le_bytes(), &body].concat();
+        assert_eq!(decodes(&with), (6, 4));
+        let out = super::webp(&with).unwrap();
+        assert!(!out.windows(secret.len()).any(|w| w == secret));
+        assert_eq!(out[20] & 0x08, 0, "EXIF flag cleared");
+        assert_eq!(decodes(&out), (6, 4));
+        // GIF: a comment extension after the header and colour table.
+        let gif = encoded(image::ImageFormat::Gif);
+        let table = if gif[10] & 0x80 != 0 {
+            3 << ((gif[10] & 7) + 1)
+        } else {
+            0
+        };
+        let at = 13 + table;
+        let comment = [&[0x21, 0xFE, secret.len() as u8][..], secret, &[0]].concat();
+        let with = [&gif[..at], &comment, &gif[at..]].concat();
+        assert_eq!(decodes(&with), (6, 4));
+        let out = super::gif(&with).unwrap();
+        assert_eq!(out, gif);
+    }
+
     #[test]
     fn truncated_containers_are_bad_not_a_panic() {
         assert!(jpeg(&[0xFF, 0xD8, 0xFF, 0xE1, 0xFF]).is_err());
