@@ -136,8 +136,9 @@ pub fn process(
     let long = width.max(height);
     let stored = if keep_original {
         None
-    } else if kind == Kind::Gif {
-        Some(stripped(strip::gif(bytes)?, kind, width, height))
+    } else if kind == Kind::Gif || strip::animated_webp(kind, bytes) {
+        // Animations are only stripped: re-encoding would keep one frame.
+        Some(stripped(strip::strip(kind, bytes)?, kind, width, height))
     } else if img.oriented
         || long > cfg.max_long_edge
         || bytes.len() as u64 > cfg.reencode_above_bytes
@@ -182,6 +183,7 @@ fn decode(bytes: &[u8], kind: Kind, cfg: &MediaConfig) -> Result<Decoded, MediaE
     limits.max_image_width = Some(cfg.max_dimension);
     limits.max_image_height = Some(cfg.max_dimension);
     limits.max_alloc = Some(cfg.max_decode_mib << 20);
+    let mut budget = limits.clone();
     let mut reader = ImageReader::with_format(Cursor::new(bytes), kind.format());
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(image_error)?;
@@ -192,6 +194,9 @@ fn decode(bytes: &[u8], kind: Kind, cfg: &MediaConfig) -> Result<Decoded, MediaE
             cfg.max_pixels
         )));
     }
+    // The decoded buffer itself counts against `max_decode_mib` (the reader's `decode` does
+    // this; `from_decoder` does not).
+    budget.reserve(decoder.total_bytes()).map_err(image_error)?;
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -311,5 +316,12 @@ mod tests {
         c.max_pixels = 100;
         let err = process(&jpeg(20, 20), Kind::Jpeg, &c, false).unwrap_err();
         assert!(matches!(err, MediaError::TooLarge(_)), "{err:?}");
+        let mut c = cfg();
+        c.max_decode_mib = 0;
+        let err = process(&jpeg(20, 20), Kind::Jpeg, &c, false).unwrap_err();
+        assert!(
+            matches!(err, MediaError::TooLarge(_)),
+            "decoder memory: {err:?}"
+        );
     }
 }

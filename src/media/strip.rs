@@ -120,9 +120,14 @@ fn webp(b: &[u8]) -> Result<Vec<u8>, MediaError> {
     Ok(out)
 }
 
+/// Whether a WebP is animated (VP8X with the animation flag).
+pub(super) fn animated_webp(kind: Kind, b: &[u8]) -> bool {
+    kind == Kind::WebP && b.len() > 20 && &b[12..16] == b"VP8X" && b[20] & 0x02 != 0
+}
+
 /// GIF: drops comment extensions and application extensions other than the looping ones
 /// (NETSCAPE2.0, ANIMEXTS1.0), which is where XMP lives.
-pub(super) fn gif(b: &[u8]) -> Result<Vec<u8>, MediaError> {
+fn gif(b: &[u8]) -> Result<Vec<u8>, MediaError> {
     if b.len() < 13 || &b[0..3] != b"GIF" {
         return Err(bad("GIF header"));
     }
