@@ -52,7 +52,9 @@ async fn run(
     keep_original: bool,
 ) -> ApiResult<Stored> {
     let permit = core.media.permit().await.ok_or_else(|| {
-        ApiError::unavailable("the server is busy processing images; retry later")
+        let mut e = ApiError::unavailable("the server is busy processing images; retry later");
+        e.retry_after_secs = Some(1);
+        e
     })?;
     let bytes = tokio::fs::read(core.blobs.path(original))
         .await
