@@ -692,7 +692,6 @@ pub trait Store: Send + Sync + 'static {
 
     // -- operations
     /// A tiny write that proves the write path works (readiness).
-
     async fn check_writable(&self) -> StoreResult<()>;
     /// Finishes queued writes and closes. Later calls fail with `Unavailable`.
     async fn close(&self);
