@@ -194,6 +194,28 @@ mod tests {
     }
 
     #[test]
+    fn media_urls_are_bound_to_file_user_expiry_and_secret() {
+        let a = Auth::new(b"secret", 60, 64, 1).unwrap();
+        let sig = a.sign_media("f1", "u1", 1000);
+        assert!(a.media_signed("f1", "u1", 1000, &sig));
+        assert!(!a.media_signed("f2", "u1", 1000, &sig));
+        assert!(!a.media_signed("f1", "u2", 1000, &sig));
+        assert!(!a.media_signed("f1", "u1", 1001, &sig));
+        assert!(!a.media_signed("f1", "u1", 1000, "not base64!"));
+        // Another node with the same token secret agrees; a configured media secret differs.
+        let same = Auth::new(b"secret", 60, 64, 1).unwrap();
+        assert!(same.media_signed("f1", "u1", 1000, &sig));
+        let own = Auth::new(b"secret", 60, 64, 1)
+            .unwrap()
+            .with_media_secret(b"media");
+        assert!(!own.media_signed("f1", "u1", 1000, &sig));
+        let empty = Auth::new(b"secret", 60, 64, 1)
+            .unwrap()
+            .with_media_secret(b"");
+        assert!(empty.media_signed("f1", "u1", 1000, &sig), "empty: derived");
+    }
+
+    #[test]
     fn password_hash_verifies() {
         let a = Auth::new(b"s", 60, 64, 1).unwrap();
         let h = a.hash_password("pw").unwrap();
