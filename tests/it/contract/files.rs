@@ -193,4 +193,17 @@ async fn files_upload_range_etag_and_access_rules() {
         .join(&sha[2..4])
         .join(sha);
     assert!(!blob.exists(), "blob not purged");
+    // v1.1: its thumbnail went with it: no blob is left at all.
+    let mut left = Vec::new();
+    let mut dirs = vec![s.dir.join("files")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.path() {
+                p if p.ends_with("tmp") => {}
+                p if p.is_dir() => dirs.push(p),
+                p => left.push(p),
+            }
+        }
+    }
+    assert!(left.is_empty(), "blobs left after the purge: {left:?}");
 }
