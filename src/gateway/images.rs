@@ -52,6 +52,7 @@ async fn run(
     keep_original: bool,
 ) -> ApiResult<Stored> {
     let permit = core.media.permit().await.ok_or_else(|| {
+        core.metrics.images_refused.inc();
         let mut e = ApiError::unavailable("the server is busy processing images; retry later");
         e.retry_after_secs = Some(1);
         e
@@ -60,6 +61,7 @@ async fn run(
         .await
         .map_err(io_error)?;
     let cfg = core.config.media.clone();
+    let started = std::time::Instant::now();
     let processed = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         media::process(&bytes, kind, &cfg, keep_original)
@@ -70,6 +72,9 @@ async fn run(
         MediaError::TooLarge(m) => ApiError::too_large(m),
         MediaError::Bad(m) => ApiError::bad_request(m),
     })?;
+    core.metrics
+        .image_seconds
+        .observe(started.elapsed().as_secs_f64());
     let thumb_sha256 = put(core, &processed.thumbnail.bytes).await?;
     let (sha256, size, content_type) = match processed.stored {
         None => (original.to_string(), size, kind.mime()),

@@ -167,6 +167,18 @@ async fn photos_lose_gps_turn_upright_and_get_a_thumbnail() {
     );
     let path = format!("/v1/files/{}/thumbnail", doc["file_id"].as_str().unwrap());
     assert_eq!(fetch(&s, &path, Some(&a.token)).await.0, 404);
+    // Processing is timed (on whichever nodes took the uploads).
+    let mut processed = 0.0;
+    for _ in 0..s.node_count() {
+        let (_, text, _) = fetch(&s, "/metrics", None).await;
+        let text = String::from_utf8(text).unwrap();
+        processed += text
+            .lines()
+            .find_map(|l| l.strip_prefix("parley_image_process_seconds_count "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+    }
+    assert!(processed >= 2.0, "{processed} images timed");
 }
 
 fn crc32(bytes: &[u8]) -> u32 {
