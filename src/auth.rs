@@ -30,6 +30,9 @@ pub struct Auth {
     /// v1.1: signs refresh tokens, so that a genuine but spent one (reuse) can be told from
     /// a made-up one (which must not revoke anything).
     refresh_key: ring::hmac::Key,
+    /// v1.1: signs short-lived media URLs (`media.url_secret`, else derived from the token
+    /// secret, so every node of a cluster signs and checks the same way).
+    media_key: ring::hmac::Key,
     pub token_ttl_secs: u64,
 }
 
@@ -53,6 +56,10 @@ impl Auth {
             refresh_key: ring::hmac::Key::new(
                 ring::hmac::HMAC_SHA256,
                 &[b"refresh:", secret].concat(),
+            ),
+            media_key: ring::hmac::Key::new(
+                ring::hmac::HMAC_SHA256,
+                &[b"media-url:", secret].concat(),
             ),
             token_ttl_secs,
         })
@@ -108,6 +115,29 @@ impl Auth {
         (token, hash)
     }
 
+    /// v1.1: media URLs get their own secret (`media.url_secret`) instead of one derived
+    /// from the token secret.
+    pub fn with_media_secret(mut self, secret: &[u8]) -> Auth {
+        if !secret.is_empty() {
+            self.media_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        }
+        self
+    }
+
+    /// v1.1: the signature of a media URL: HMAC-SHA256 over file id, user and expiry (ms),
+    /// base64url.
+    pub fn sign_media(&self, file_id: &str, user_id: &str, exp_ms: i64) -> String {
+        let body = format!("media1\n{file_id}\n{user_id}\n{exp_ms}");
+        B64.encode(ring::hmac::sign(&self.media_key, body.as_bytes()).as_ref())
+    }
+
+    /// Whether `sig` is this server's signature of the media URL (expiry not checked here).
+    pub fn media_signed(&self, file_id: &str, user_id: &str, exp_ms: i64, sig: &str) -> bool {
+        let body = format!("media1\n{file_id}\n{user_id}\n{exp_ms}");
+        B64.decode(sig)
+            .is_ok_and(|mac| ring::hmac::verify(&self.media_key, body.as_bytes(), &mac).is_ok())
+    }
+
     /// The device a refresh token names, if this server signed it (spent or not).
     pub fn refresh_device<'t>(&self, token: &'t str) -> Option<&'t str> {
         let (body, mac) = token.rsplit_once('.')?;
@@ -161,6 +191,28 @@ mod tests {
         assert_eq!(a.refresh_device(&forged), None);
         let other = Auth::new(b"other", 60, 64, 1).unwrap();
         assert_eq!(other.refresh_device(&t), None);
+    }
+
+    #[test]
+    fn media_urls_are_bound_to_file_user_expiry_and_secret() {
+        let a = Auth::new(b"secret", 60, 64, 1).unwrap();
+        let sig = a.sign_media("f1", "u1", 1000);
+        assert!(a.media_signed("f1", "u1", 1000, &sig));
+        assert!(!a.media_signed("f2", "u1", 1000, &sig));
+        assert!(!a.media_signed("f1", "u2", 1000, &sig));
+        assert!(!a.media_signed("f1", "u1", 1001, &sig));
+        assert!(!a.media_signed("f1", "u1", 1000, "not base64!"));
+        // Another node with the same token secret agrees; a configured media secret differs.
+        let same = Auth::new(b"secret", 60, 64, 1).unwrap();
+        assert!(same.media_signed("f1", "u1", 1000, &sig));
+        let own = Auth::new(b"secret", 60, 64, 1)
+            .unwrap()
+            .with_media_secret(b"media");
+        assert!(!own.media_signed("f1", "u1", 1000, &sig));
+        let empty = Auth::new(b"secret", 60, 64, 1)
+            .unwrap()
+            .with_media_secret(b"");
+        assert!(empty.media_signed("f1", "u1", 1000, &sig), "empty: derived");
     }
 
     #[test]

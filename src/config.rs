@@ -27,6 +27,25 @@ pub struct Config {
     pub push: PushConfig,
     pub blobs: BlobsConfig,
     pub uploads: UploadsConfig,
+    pub media: MediaConfig,
+}
+
+/// v1.1: image processing (`crate::media`) and media URLs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    pub max_pixels: u64,
+    pub max_dimension: u32,
+    pub max_decode_mib: u64,
+    pub max_long_edge: u32,
+    pub reencode_above_bytes: u64,
+    pub quality: u8,
+    pub thumbnail_long_edge: u32,
+    pub thumbnail_quality: u8,
+    pub concurrency: usize,
+    pub queue_wait_ms: u64,
+    pub url_secret: String,
+    pub url_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -312,6 +331,17 @@ impl Config {
         }
         if !matches!(self.blobs.backend.as_str(), "local" | "s3") {
             return Err("blobs.backend must be \"local\" or \"s3\"".into());
+        }
+        let m = &self.media;
+        if m.concurrency == 0
+            || m.max_long_edge == 0
+            || m.thumbnail_long_edge == 0
+            || m.url_ttl_secs == 0
+            || m.url_ttl_secs > 24 * 3600
+            || !(1..=100).contains(&m.quality)
+            || !(1..=100).contains(&m.thumbnail_quality)
+        {
+            return Err("media: need concurrency, long edges > 0, qualities in 1..=100, 0 < url_ttl_secs <= 86400".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err("log.format must be \"text\" or \"json\"".into());

@@ -22,6 +22,7 @@ pub mod domain;
 pub mod error;
 pub mod gateway;
 pub mod ids;
+pub mod media;
 pub mod metrics;
 pub mod push;
 pub mod server;

@@ -48,6 +48,8 @@ metrics! {
     connections_refused: Counter = Counter::default(), "connections_refused", "WebSocket upgrades answered 503 because the node was full (max_connections) or too many waited to authenticate (max_pending_auth)";
     sessions_pending: Gauge = Gauge::default(), "sessions_pending", "WebSocket connections that have not authenticated yet";
     uploads_refused: Counter = Counter::default(), "uploads_refused", "Uploads answered 429 because the user had max_concurrent_uploads running";
+    image_seconds: Histogram = latency(), "image_process_seconds", "Time to process one uploaded image (decode, stored copy, thumbnail, placeholder) on the blocking pool";
+    images_refused: Counter = Counter::default(), "images_refused", "Image uploads answered 503 because image processing stayed busy for media.queue_wait_ms";
     slow_consumers: Counter = Counter::default(), "slow_consumers", "Sessions closed with 4429 because their outbound queue overflowed";
     events_dropped: Counter = Counter::default(), "events_held_dropped", "Live events dropped while waiting for a device to get their message (sync replays them)";
     rate_limited: Counter = Counter::default(), "rate_limited", "Client frames refused by the rate limit";

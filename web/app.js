@@ -29,6 +29,8 @@ const state = {
   names: new Map(Object.entries(JSON.parse(localStorage.getItem(NAMES_KEY) || '{}'))),
   /** file id -> Promise of an object URL (images are fetched with the token, then shown). */
   images: new Map(),
+  /** file -> when its signed URL in `images` expires (ms); none for local blob: URLs. */
+  imageExpiry: new Map(),
   /** message and file -> its <img>, reused by every render. */
   imageViews: new Map(),
   /** conversation id -> Map(user id -> timer) of who is typing. */
@@ -145,7 +147,7 @@ async function logout(message) {
   for (const url of await Promise.allSettled(state.images.values())) {
     if (url.value) URL.revokeObjectURL(url.value);
   }
-  for (const map of [state.convs, state.failed, state.images, state.imageViews]) map.clear();
+  for (const map of [state.convs, state.failed, state.images, state.imageExpiry, state.imageViews]) map.clear();
   $('messages').replaceChildren();
   document.body.classList.remove('chat-open');
   showAuth(message);
@@ -623,13 +625,21 @@ function attachmentView(a, m) {
   return img;
 }
 
+/**
+ * An image's URL: a short-lived signed URL from the server (an <img> cannot send the token,
+ * and no token goes into a URL), asked for again when it is about to expire; the sender's
+ * own upload keeps its local blob: URL.
+ */
 function imageUrl(fileId) {
-  if (!state.images.has(fileId)) {
-    const p = state.api.file(fileId).then((blob) => URL.createObjectURL(blob));
-    p.catch(() => state.images.delete(fileId)); // try again on the next render
-    state.images.set(fileId, p);
-  }
-  return state.images.get(fileId);
+  const expires = state.imageExpiry.get(fileId);
+  if (state.images.has(fileId) && !(expires < Date.now() + 30000)) return state.images.get(fileId);
+  const p = state.api.fileUrl(fileId).then((s) => {
+    state.imageExpiry.set(fileId, s.expires_at);
+    return s.url;
+  });
+  p.catch(() => state.images.delete(fileId)); // try again on the next render
+  state.images.set(fileId, p);
+  return p;
 }
 
 /** The "⋯" menu: retract (sender or group admin) and hide (anyone). Stays open across renders. */

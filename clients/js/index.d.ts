@@ -52,6 +52,20 @@ export interface Attachment {
   size: number;
   content_type: string;
   sha256: string;
+  /** v1.1: images (JPEG, PNG, WebP, GIF) only, else null. */
+  width?: number | null;
+  height?: number | null;
+  /** v1.1: the thumbnail's path, `/v1/files/{file_id}/thumbnail`. */
+  thumbnail?: string | null;
+  /** v1.1: ThumbHash, standard base64. */
+  placeholder?: string | null;
+}
+
+/** v1.1: `api.fileUrl(id)`: absolute URLs that need no token until `expires_at` (ms). */
+export interface SignedFileUrl {
+  url: string;
+  thumbnail_url: string | null;
+  expires_at: number;
 }
 
 export type FileInfo = Attachment;
@@ -121,6 +135,7 @@ export class ParleyApi {
     },
   ): Promise<FileInfo>;
   file(fileId: string): Promise<Blob>;
+  fileUrl(fileId: string): Promise<SignedFileUrl>;
 }
 
 /** What the client keeps across reloads. Values are plain JSON-like objects. */

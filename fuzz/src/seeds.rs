@@ -108,6 +108,10 @@ fn attachment() -> Attachment {
         size: 2048,
         content_type: "image/png".into(),
         sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        width: Some(640),
+        height: Some(480),
+        thumbnail: Some("/v1/files/01J9FILE/thumbnail".into()),
+        placeholder: Some("3OcRJYB4d3h/iIeHeEh3eIhw+j3A".into()),
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Core {
     pub conversations: Registry,
     pub peers: Arc<dyn Peers>,
     pub blobs: Blobs,
+    /// v1.1: the bounded pool of image processing.
+    pub media: crate::media::Media,
     pub admission: Arc<Admission>,
     /// v1.1: which devices may use their tokens (revocation), and the rate limits of users
     /// and addresses.
@@ -59,6 +61,7 @@ impl Core {
         blobs: Blobs,
     ) -> Core {
         let access = Access::new(&config);
+        let media = crate::media::Media::new(&config.media);
         Core {
             config,
             store,
@@ -68,6 +71,7 @@ impl Core {
             conversations: Registry::default(),
             peers,
             blobs,
+            media,
             admission,
             access,
             push_metrics: std::sync::OnceLock::new(),

@@ -59,7 +59,7 @@ async fn expire_conversation(core: &Arc<Core>, id: &str) -> StoreResult<()> {
         .store
         .messages(id, r.expired_through, u64::MAX, 1, Order::Asc)
         .await?;
-    if !oldest.first().is_some_and(|m| m.ts < cutoff) {
+    if oldest.first().is_none_or(|m| m.ts >= cutoff) {
         return Ok(());
     }
     let batch = core.config.retention.batch as u64;

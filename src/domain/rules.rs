@@ -417,7 +417,6 @@ pub fn block_target(by: &str, user: &str, exists: bool) -> ApiResult<()> {
 
 /// Whether `by` may retract `msg` for everyone: its sender within the window, or a group
 /// admin at any time.
-
 pub fn retract_for_everyone(
     state: &ConversationState,
     by: &MemberRow,

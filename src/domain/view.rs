@@ -22,6 +22,37 @@ fn json(frame: &ServerFrame) -> ByteString {
 }
 
 /// The client view of a conversation.
+/// A stored file as a message's attachment (v1.1: with an image's dimensions, thumbnail path
+/// and placeholder).
+pub fn attachment(f: &crate::storage::FileRow) -> parley_protocol::Attachment {
+    let image = f.image.as_ref();
+    parley_protocol::Attachment {
+        file_id: f.file_id.clone(),
+        size: f.size,
+        content_type: f.content_type.clone(),
+        sha256: f.sha256.clone(),
+        width: image.map(|i| i.width),
+        height: image.map(|i| i.height),
+        thumbnail: image.map(|_| format!("/v1/files/{}/thumbnail", f.file_id)),
+        placeholder: image.map(|i| i.placeholder.clone()),
+    }
+}
+
+/// A stored file as the answer to its upload: the same fields as its attachment.
+pub fn file_info(f: &crate::storage::FileRow) -> parley_protocol::FileInfo {
+    let a = attachment(f);
+    parley_protocol::FileInfo {
+        file_id: a.file_id,
+        size: a.size,
+        content_type: a.content_type,
+        sha256: a.sha256,
+        width: a.width,
+        height: a.height,
+        thumbnail: a.thumbnail,
+        placeholder: a.placeholder,
+    }
+}
+
 pub fn conversation(state: &ConversationState) -> Conversation {
     Conversation {
         conversation_id: state.row.conversation_id.clone(),

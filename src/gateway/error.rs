@@ -26,3 +26,16 @@ impl ResponseError for ApiError {
         })
     }
 }
+
+/// A full disk is the node's condition, not a fault: `unavailable`, retry later.
+pub(super) fn io_error(e: std::io::Error) -> ApiError {
+    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    let mut err = match e.kind() {
+        StorageFull | QuotaExceeded => {
+            ApiError::unavailable("the server's storage is full; retry later")
+        }
+        _ => ApiError::internal(&e),
+    };
+    err.cause = Some(e.to_string());
+    err
+}

@@ -1,20 +1,28 @@
 //! File upload and download.
 //!
 //! Uploads stream into the blob store (`crate::blobs`) while being hashed and move into place
-//! only once complete; identical uploads share one blob. Downloads stream from the blob
-//! backend (local disk or S3) with single-range requests, a strong ETag (the hash) and
-//! If-None-Match (`gateway::range`).
+//! only once complete; identical uploads share one blob. v1.1: an image is then processed
+//! (`super::images`: stripped copy, thumbnail, placeholder) before its row is written.
+//! Downloads stream from the blob backend (local disk or S3) with single-range requests, a
+//! strong ETag (the hash) and If-None-Match (`gateway::range`), and carry the headers that
+//! keep an uploaded file from running as a page of this origin: only known-safe media types
+//! are shown inline, everything else is an attachment, always with `nosniff` and a
+//! sandboxing CSP.
 
+use super::error::io_error;
 use super::range;
 use crate::actors::Core;
 use crate::blobs::Upload;
+use crate::domain::view;
 use crate::domain::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::{new_id, now_ms};
+use crate::media::Kind;
 use crate::storage::FileRow;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use parley_protocol::FileInfo;
+use parley_protocol::{FileInfo, SignedUrl};
+use serde::Deserialize;
 
 /// Types whose bytes `infer` recognises: a declared type from these must match the bytes.
 fn must_sniff(declared: &str) -> bool {
@@ -66,18 +74,6 @@ fn declared_type(req: &HttpRequest) -> ApiResult<String> {
         .ok_or_else(|| ApiError::bad_request("set Content-Type to the file's type"))
 }
 
-/// A full disk is the node's condition, not a fault: `unavailable`, retry later.
-pub(super) fn io_error(e: std::io::Error) -> ApiError {
-    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
-    let mut err = match e.kind() {
-        StorageFull | QuotaExceeded => {
-            ApiError::unavailable("the server's storage is full; retry later")
-        }
-        _ => ApiError::internal(&e),
-    };
-    err.cause = Some(e.to_string());
-    err
-}
 
 fn too_large(max: u64) -> ApiError {
     ApiError::too_large(format!("files are at most {max} bytes"))
@@ -101,9 +97,18 @@ pub(super) async fn check_quota(core: &Core, user_id: &str, adding: u64) -> ApiR
     Ok(())
 }
 
+/// v1.1: `POST /v1/files?keep_original=true` stores an image's bytes as sent (metadata and
+/// all) instead of the stripped copy.
+#[derive(Debug, Default, Deserialize)]
+pub struct UploadQuery {
+    #[serde(default)]
+    pub keep_original: bool,
+}
+
 pub async fn upload(
     core: web::Data<Core>,
     req: HttpRequest,
+    query: web::Query<UploadQuery>,
     mut body: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let caller = super::token_caller(&req)?;
@@ -122,39 +127,45 @@ pub async fn upload(
     check_quota(&core, &caller.user_id, announced.unwrap_or(0)).await?;
     let mut upload = core.blobs.begin().await.map_err(io_error)?;
     receive(&mut body, &mut upload, max).await?;
-    let info = finish(&core, &caller, declared, upload).await?;
+    let info = finish(&core, &caller, declared, upload, query.keep_original).await?;
     Ok(HttpResponse::Created().json(info))
 }
 
 /// Turns a complete upload into a stored file: the one place every way of uploading (a plain
-/// POST, a resumed upload) ends, so the type check and what is recorded are the same for all.
+/// POST, a resumed upload) ends, so the type check, the image processing and what is
+/// recorded are the same for all.
 pub(super) async fn finish(
     core: &Core,
     caller: &Caller,
     declared: String,
     upload: Upload,
+    keep_original: bool,
 ) -> ApiResult<FileInfo> {
     if upload.size() == 0 {
         return Err(ApiError::bad_request("empty file"));
     }
     check_type(&declared, upload.head())?;
+    let kind = Kind::sniff(upload.head());
     let size = upload.size();
     check_quota(core, &caller.user_id, size).await?;
     let sha256 = upload.commit().await.map_err(io_error)?;
-    let row = FileRow {
+    let mut row = FileRow {
         file_id: new_id(),
         uploader_id: caller.user_id.clone(),
         size,
         content_type: declared,
         sha256,
         created_at: now_ms(),
+        image: None,
     };
-    let info = FileInfo {
-        file_id: row.file_id.clone(),
-        size: row.size,
-        content_type: row.content_type.clone(),
-        sha256: row.sha256.clone(),
-    };
+    if let Some(kind) = kind {
+        let stored = super::images::process(core, kind, &row.sha256, size, keep_original).await?;
+        row.size = stored.size;
+        row.content_type = stored.content_type;
+        row.sha256 = stored.sha256;
+        row.image = Some(stored.image);
+    }
+    let info = view::file_info(&row);
     core.store.create_file(row).await?;
     Ok(info)
 }
@@ -175,24 +186,99 @@ async fn receive(body: &mut web::Payload, upload: &mut Upload, max: u64) -> ApiR
     Ok(())
 }
 
-pub async fn download(
-    core: web::Data<Core>,
-    caller: Caller,
-    req: HttpRequest,
-    path: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    let id = path.into_inner();
+/// The file, if `user` may read it: its uploader, or a member of a conversation it was sent
+/// in.
+pub(super) async fn readable(core: &Core, id: &str, user: &str) -> ApiResult<FileRow> {
     let row = core
         .store
-        .file(&id)
+        .file(id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such file"))?;
-    if !core.store.file_visible_to(&id, &caller.user_id).await? {
+    if !core.store.file_visible_to(id, user).await? {
         return Err(ApiError::forbidden(
             "only the uploader and members of a conversation it was sent in may read this file",
         ));
     }
+    Ok(row)
+}
+
+pub async fn download(
+    core: web::Data<Core>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    signed: web::Query<super::images::SignedQuery>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    let user = super::images::reader(&core, &req, &id, &signed).await?;
+    let row = readable(&core, &id, &user).await?;
     serve_blob(&core, &req, &row.sha256, &row.content_type).await
+}
+
+/// `GET /v1/files/{id}/thumbnail`: an image's thumbnail, under the file's access rule.
+pub async fn thumbnail(
+    core: web::Data<Core>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    signed: web::Query<super::images::SignedQuery>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    let user = super::images::reader(&core, &req, &id, &signed).await?;
+    let row = readable(&core, &id, &user).await?;
+    let image = row
+        .image
+        .ok_or_else(|| ApiError::not_found("this file has no thumbnail (not an image)"))?;
+    serve_blob(&core, &req, &image.thumb_sha256, &image.thumb_content_type).await
+}
+
+/// `POST /v1/files/{id}/url`: URLs (paths on this server) that read the file, and an image's
+/// thumbnail, without a token until `expires_at`.
+pub async fn signed_url(
+    core: web::Data<Core>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    let row = readable(&core, &id, &caller.user_id).await?;
+    let ttl_ms = i64::try_from(core.config.media.url_ttl_secs * 1000).unwrap_or(i64::MAX);
+    let exp = now_ms().saturating_add(ttl_ms);
+    let sig = core.auth.sign_media(&id, &caller.user_id, exp);
+    let query = format!("u={}&exp={exp}&sig={sig}", caller.user_id);
+    Ok(HttpResponse::Ok().json(SignedUrl {
+        url: format!("/v1/files/{id}?{query}"),
+        thumbnail_url: row
+            .image
+            .map(|_| format!("/v1/files/{id}/thumbnail?{query}")),
+        expires_at: exp,
+    }))
+}
+
+/// v1.1: types a browser may show inline from this origin: images, audio and video it
+/// renders as media, never as a document that runs script (no SVG, no HTML, no XML).
+fn inline_safe(content_type: &str) -> bool {
+    matches!(
+        content_type,
+        "image/jpeg"
+            | "image/png"
+            | "image/gif"
+            | "image/webp"
+            | "image/avif"
+            | "image/heic"
+            | "image/heif"
+            | "audio/mpeg"
+            | "audio/mp4"
+            | "audio/aac"
+            | "audio/ogg"
+            | "audio/opus"
+            | "audio/wav"
+            | "audio/x-wav"
+            | "audio/webm"
+            | "audio/flac"
+            | "audio/x-flac"
+            | "video/mp4"
+            | "video/webm"
+            | "video/ogg"
+            | "video/quicktime"
+    )
 }
 
 /// Sends a stored blob with its type: the one place bytes leave the blob store for a client,
@@ -246,6 +332,11 @@ pub(super) async fn serve_blob(
         .parse::<actix_web::mime::Mime>()
         .unwrap_or(actix_web::mime::APPLICATION_OCTET_STREAM);
     resp.content_type(mime);
+    if !inline_safe(content_type) {
+        resp.insert_header((header::CONTENT_DISPOSITION, "attachment"));
+    }
+    resp.insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, "sandbox"));
     if req.method() == actix_web::http::Method::HEAD {
         return Ok(resp.no_chunking(end - start).finish());
     }

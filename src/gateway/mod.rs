@@ -11,6 +11,7 @@ mod devices;
 mod error;
 pub mod files;
 mod health;
+mod images;
 mod push;
 mod range;
 mod retention;
@@ -195,6 +196,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
     )
     .route("/v1/files", web::post().to(files::upload))
     .route("/v1/files/{id}", web::get().to(files::download))
+    .route("/v1/files/{id}/thumbnail", web::get().to(files::thumbnail))
+    .route("/v1/files/{id}/url", web::post().to(files::signed_url))
     .route(
         "/v1/uploads",
         web::method(actix_web::http::Method::OPTIONS).to(uploads::options),

@@ -180,7 +180,7 @@ pub async fn create(core: web::Data<Core>, req: HttpRequest) -> ApiResult<HttpRe
         tokio::fs::create_dir_all(core.blobs.partial_dir()).await?;
         tokio::fs::File::create(&path).await?.sync_all().await
     };
-    made.await.map_err(files::io_error)?;
+    made.await.map_err(super::error::io_error)?;
     core.store.create_upload(row.clone()).await?;
     Ok(tus(HttpResponse::Created())
         .insert_header((header::LOCATION, format!("/v1/uploads/{}", row.upload_id)))
@@ -271,7 +271,7 @@ pub async fn delete(
 /// Forgets an upload: its partial bytes (if this node has them), then its row.
 pub(super) async fn remove(core: &Core, id: &str) -> ApiResult<()> {
     match tokio::fs::remove_file(partial_path(core, id)).await {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(files::io_error(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(super::error::io_error(e)),
         _ => {}
     }
     core.store.delete_upload(id).await?;
@@ -337,7 +337,7 @@ async fn append(
         .append(true)
         .open(partial_path(core, &u.upload_id))
         .await
-        .map_err(files::io_error)?;
+        .map_err(super::error::io_error)?;
     let mut stopped = None;
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
@@ -354,10 +354,10 @@ async fn append(
             stopped = Some(ApiError::too_large("the body goes past Upload-Length"));
             break;
         }
-        file.write_all(&chunk).await.map_err(files::io_error)?;
+        file.write_all(&chunk).await.map_err(super::error::io_error)?;
         at += chunk.len() as u64;
     }
-    file.sync_data().await.map_err(files::io_error)?;
+    file.sync_data().await.map_err(super::error::io_error)?;
     Ok((at, stopped))
 }
 
@@ -368,8 +368,8 @@ async fn complete(core: &Core, caller: &Caller, u: &UploadRow) -> ApiResult<Stri
         .blobs
         .adopt(&partial_path(core, &u.upload_id))
         .await
-        .map_err(files::io_error)?;
-    match files::finish(core, caller, u.content_type.clone(), upload).await {
+        .map_err(super::error::io_error)?;
+    match files::finish(core, caller, u.content_type.clone(), upload, false).await {
         Ok(info) => {
             core.store
                 .complete_upload(&u.upload_id, &info.file_id)

@@ -3,8 +3,8 @@
 //! chats, with no build step and nothing fetched from elsewhere.
 //!
 //! The page is served with a strict Content-Security-Policy (scripts, styles and connections
-//! from this origin only; images also from `blob:`, which is how the client shows the
-//! attachments it fetches with its token), `nosniff`, and `no-cache` so that a new release is
+//! from this origin only; images also from `blob:`, which is how the client previews its
+//! own uploads; others' images load from short-lived signed URLs of this origin), `nosniff`, and `no-cache` so that a new release is
 //! picked up on the next load.
 
 use actix_web::{http::header, web, HttpResponse};

@@ -123,12 +123,31 @@ pub struct AddMembers {
     pub user_ids: Vec<String>,
 }
 
+/// The answer to an upload. v1.1: the image fields as in `Attachment` (`null` for other files).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileInfo {
     pub file_id: String,
     pub size: u64,
     pub content_type: String,
     pub sha256: String,
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub height: Option<u32>,
+    #[serde(default)]
+    pub thumbnail: Option<String>,
+    #[serde(default)]
+    pub placeholder: Option<String>,
+}
+
+/// v1.1: the answer to `POST /v1/files/{id}/url`: URLs that need no token until `expires_at`
+/// (ms), for `<img src>` and the like. `thumbnail_url` is set for images.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedUrl {
+    pub url: String,
+    #[serde(default)]
+    pub thumbnail_url: Option<String>,
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -72,12 +72,27 @@ pub struct AttachmentRef {
 }
 
 /// An attachment as the server describes it inside a message.
+///
+/// v1.1: an image (JPEG, PNG, WebP, GIF) also carries its dimensions, the path of its
+/// thumbnail and a ThumbHash placeholder; these are `null` for any other file. (No
+/// `skip_serializing_if`: the type also travels between nodes in postcard, which needs every
+/// field present.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attachment {
     pub file_id: String,
     pub size: u64,
     pub content_type: String,
     pub sha256: String,
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub height: Option<u32>,
+    /// `/v1/files/{file_id}/thumbnail`.
+    #[serde(default)]
+    pub thumbnail: Option<String>,
+    /// ThumbHash of the image, standard base64.
+    #[serde(default)]
+    pub placeholder: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

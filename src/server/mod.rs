@@ -52,7 +52,8 @@ pub async fn build(cfg: Config) -> Result<Node, String> {
         cfg.auth.token_ttl_secs,
         cfg.auth.argon2_memory_kib,
         cfg.auth.argon2_iterations,
-    )?;
+    )?
+    .with_media_secret(cfg.media.url_secret.as_bytes());
     let blobs = crate::blobs::Blobs::from_config(&cfg.blobs, cfg.data_dir.join("files"))?;
     let store = crate::storage::open(&cfg, &metrics).await?;
     let admission = crate::actors::admission::Admission::new(

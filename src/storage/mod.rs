@@ -358,6 +358,21 @@ pub struct FileRow {
     pub content_type: String,
     pub sha256: String,
     pub created_at: i64,
+    /// v1.1: set for a processed image (JPEG, PNG, WebP, GIF), `None` for any other file.
+    pub image: Option<ImageMeta>,
+}
+
+/// v1.1: what processing an image recorded (`crate::media`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageMeta {
+    /// Of the stored copy, orientation applied.
+    pub width: u32,
+    pub height: u32,
+    /// The thumbnail's blob and its type.
+    pub thumb_sha256: String,
+    pub thumb_content_type: String,
+    /// ThumbHash, base64.
+    pub placeholder: String,
 }
 
 /// A page of ids and the cursor of the next page (`None`: no more).
@@ -596,6 +611,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_upload(&self, upload_id: &str) -> StoreResult<()>;
     /// Up to `limit` uploads whose `expires_at` is before `now_ms`.
     async fn expired_uploads(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<UploadRow>>;
+    /// v1.1: whether a file row uses the blob (as its content or as a thumbnail), so that an
+    /// upload whose original bytes were replaced by a stripped copy may unlink them.
+    async fn blob_in_use(&self, sha256: &str) -> StoreResult<bool>;
 
     // -- push notifications (the flow is in `crate::push`)
     /// Devices of the conversation's members with an active push target, and their cursors.
@@ -708,7 +726,6 @@ pub trait Store: Send + Sync + 'static {
 
     // -- operations
     /// A tiny write that proves the write path works (readiness).
-
     async fn check_writable(&self) -> StoreResult<()>;
     /// Finishes queued writes and closes. Later calls fail with `Unavailable`.
     async fn close(&self);

@@ -208,8 +208,8 @@ fn lower_layers_never_import_upper_ones() {
     let g = graph();
     let upper = |m: &str| -> &'static [&'static str] {
         match m {
-            "ids" | "blobs" | "error" | "domain" | "storage" | "bus" | "push" | "config"
-            | "metrics" | "auth" => &["actors", "cluster", "gateway", "server"],
+            "ids" | "blobs" | "media" | "error" | "domain" | "storage" | "bus" | "push"
+            | "config" | "metrics" | "auth" => &["actors", "cluster", "gateway", "server"],
             "actors" => &["cluster", "gateway", "server"],
             "cluster" | "gateway" => &["server"],
             _ => &[],

@@ -197,6 +197,23 @@ export class ParleyApi {
     if (!res.ok) await decode(res);
     return res.blob();
   }
+
+  /**
+   * v1.1: short-lived URLs (absolute) that read a file, and an image's thumbnail, without a
+   * token: for `<img src>`, `<video src>`. They expire at `expires_at` (ms).
+   */
+  async fileUrl(fileId) {
+    const id = encodeURIComponent(fileId);
+    const s = await request(this.fetch, `${this.baseUrl}/v1/files/${id}/url`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.token}` },
+    });
+    return {
+      url: `${this.baseUrl}${s.url}`,
+      thumbnail_url: s.thumbnail_url ? `${this.baseUrl}${s.thumbnail_url}` : null,
+      expires_at: s.expires_at,
+    };
+  }
 }
 
 function uploadWithXhr(url, token, data, type, total, onProgress, signal) {

@@ -247,7 +247,8 @@ scenario('an image upload shows its preview on the other side', async ({ alice, 
   await img.waitFor();
   await bob.waitForFunction(() => {
     const i = [...document.querySelectorAll('#messages img.attachment')].at(-1);
-    return i && i.complete && i.naturalWidth === 240 && i.src.startsWith('blob:');
+    // v1.1: loaded from a signed URL, without the token.
+    return i && i.complete && i.naturalWidth === 240 && i.src.includes('sig=') && !i.src.includes('Bearer');
   });
   await waitTick(alice, 'A picture', 'read');
   if (process.env.UPDATE_README_SCREENSHOT === '1') {

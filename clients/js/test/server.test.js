@@ -311,6 +311,14 @@ test('upload with progress, then send it as an attachment', opts, async () => {
   assert.equal(m.attachments[0].file_id, info.file_id);
   const bytes = Buffer.from(await (await bob.api.file(info.file_id)).arrayBuffer());
   assert.ok(bytes.equals(png));
+  // v1.1: an image's dimensions and thumbnail; signed URLs need no token.
+  assert.deepEqual([m.attachments[0].width, m.attachments[0].height], [1, 1]);
+  const signed = await bob.api.fileUrl(info.file_id);
+  const res = await fetch(signed.url);
+  assert.equal(res.status, 200);
+  assert.ok(Buffer.from(await res.arrayBuffer()).equals(png));
+  assert.equal((await fetch(signed.thumbnail_url)).headers.get('content-type'), 'image/png');
+  assert.equal((await fetch(signed.url.replace('sig=', 'sig=x'))).status, 401);
 });
 
 test('the server restarts: the client reconnects, resends and resumes', opts, async () => {

@@ -370,12 +370,7 @@ async fn resolve_attachments(
     let mut out = Vec::with_capacity(f.attachments.len());
     for a in &f.attachments {
         match core.store.file(&a.file_id).await? {
-            Some(row) if row.uploader_id == user => out.push(Attachment {
-                file_id: row.file_id,
-                size: row.size,
-                content_type: row.content_type,
-                sha256: row.sha256,
-            }),
+            Some(row) if row.uploader_id == user => out.push(view::attachment(&row)),
             Some(_) => {
                 return Err(ApiError::forbidden(
                     "you may attach only files you uploaded",

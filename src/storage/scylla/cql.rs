@@ -127,8 +127,8 @@ stmts! {
     REACTIONS_BETWEEN = "SELECT seq, emoji, user_id, ts FROM reactions WHERE conversation_id = ? AND bucket = ? AND seq >= ? AND seq <= ?", [Text, BigInt, BigInt, BigInt];
 
     // files
-    INSERT_FILE = "INSERT INTO files (file_id, uploader_id, size, content_type, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)", [Text, Text, BigInt, Text, Text, BigInt];
-    FILE_BY_ID = "SELECT file_id, uploader_id, size, content_type, sha256, created_at FROM files WHERE file_id = ?", [Text];
+    INSERT_FILE = "INSERT INTO files (file_id, uploader_id, size, content_type, sha256, created_at, width, height, thumb_sha256, thumb_content_type, placeholder) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [Text, Text, BigInt, Text, Text, BigInt, Int, Int, Text, Text, Text];
+    FILE_BY_ID = "SELECT file_id, uploader_id, size, content_type, sha256, created_at, width, height, thumb_sha256, thumb_content_type, placeholder FROM files WHERE file_id = ?", [Text];
     DELETE_FILE = "DELETE FROM files WHERE file_id = ?", [Text];
     INSERT_GRANT = "INSERT INTO file_grants (file_id, conversation_id, seq) VALUES (?, ?, ?)", [Text, Text, BigInt];
     GRANTS_OF_FILE = "SELECT conversation_id FROM file_grants WHERE file_id = ?", [Text];
@@ -237,6 +237,7 @@ pub const SCHEMA: &[(i32, &str)] = &[
     (6, include_str!("../../../schema/scylla/006_accounts.cql")),
     (7, include_str!("../../../schema/scylla/007_receipts.cql")),
     (8, include_str!("../../../schema/scylla/008_retention.cql")),
+    (9, include_str!("../../../schema/scylla/009_media.cql")),
     (10, include_str!("../../../schema/scylla/010_blobs.cql")),
 ];
 

@@ -15,15 +15,27 @@ pub(super) async fn create(s: &ScyllaStore, f: FileRow) -> StoreResult<()> {
             f.content_type.as_str(),
             f.sha256.as_str(),
             f.created_at,
+            f.image.as_ref().map(|i| i.width as i32),
+            f.image.as_ref().map(|i| i.height as i32),
+            f.image.as_ref().map(|i| i.thumb_sha256.as_str()),
+            f.image.as_ref().map(|i| i.thumb_content_type.as_str()),
+            f.image.as_ref().map(|i| i.placeholder.as_str()),
         ),
     )
     .await?;
-    s.exec(
-        &cql::INSERT_FILE_BY_SHA,
-        (f.sha256.as_str(), f.file_id.as_str()),
-    )
-    .await?;
+    // A thumbnail's blob is indexed like the content's: `blob_in_use` sees both.
+    let thumb = f.image.as_ref().map(|i| i.thumb_sha256.as_str());
+    for sha in std::iter::once(f.sha256.as_str()).chain(thumb) {
+        s.exec(&cql::INSERT_FILE_BY_SHA, (sha, f.file_id.as_str()))
+            .await?;
+    }
     super::uploads::index_file(s, &f).await
+}
+
+pub(super) async fn blob_in_use(s: &ScyllaStore, sha: &str) -> StoreResult<bool> {
+    Ok(s.row::<(String,)>(&cql::FILES_BY_SHA, (sha,))
+        .await?
+        .is_some())
 }
 
 pub(super) async fn one(s: &ScyllaStore, file_id: &str) -> StoreResult<Option<FileRow>> {
@@ -69,15 +81,15 @@ pub(super) async fn orphaned_blobs(
             continue;
         };
         s.exec(&cql::DELETE_FILE, (f.as_str(),)).await?;
-        s.exec(&cql::DELETE_FILE_BY_SHA, (row.sha256.as_str(), f.as_str()))
-            .await?;
         super::uploads::unindex_file(s, &row).await?;
-        let shared = s
-            .row::<(String,)>(&cql::FILES_BY_SHA, (row.sha256.as_str(),))
-            .await?
-            .is_some();
-        if !shared {
-            blobs.push(row.sha256);
+        // v1.1: an image's thumbnail goes with it.
+        let thumb = row.image.map(|i| i.thumb_sha256);
+        for sha in std::iter::once(row.sha256).chain(thumb) {
+            s.exec(&cql::DELETE_FILE_BY_SHA, (sha.as_str(), f.as_str()))
+                .await?;
+            if !blob_in_use(s, &sha).await? {
+                blobs.push(sha);
+            }
         }
     }
     Ok(blobs)

@@ -407,6 +407,9 @@ impl Store for ScyllaStore {
     async fn expired_uploads(&self, now: i64, limit: u32) -> StoreResult<Vec<UploadRow>> {
         uploads::expired(self, now, limit).await
     }
+    async fn blob_in_use(&self, sha256: &str) -> StoreResult<bool> {
+        files::blob_in_use(self, sha256).await
+    }
 
     async fn push_recipients(&self, id: &str) -> StoreResult<Vec<PushRecipient>> {
         push::recipients(self, id).await

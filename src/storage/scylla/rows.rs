@@ -6,8 +6,8 @@
 //! default), as ScyllaDB returns NULL for any regular column of a row that lacks it.
 
 use super::super::{
-    DeviceRow, EventKind, FileRow, MemberRow, MessageEvent, PushJob, PushKind, PushTargetRow, Role,
-    StoredMessage, Undeliverable, UserRow,
+    DeviceRow, EventKind, FileRow, ImageMeta, MemberRow, MessageEvent, PushJob, PushKind,
+    PushTargetRow, Role, StoredMessage, Undeliverable, UserRow,
 };
 
 use ::scylla::DeserializeRow;
@@ -317,6 +317,11 @@ row!(
         content_type: String,
         sha256: String,
         created_at: i64,
+        width: Option<i32>,
+        height: Option<i32>,
+        thumb_sha256: Option<String>,
+        thumb_content_type: Option<String>,
+        placeholder: Option<String>,
     }
 );
 
@@ -329,6 +334,28 @@ impl From<FileCols> for FileRow {
             content_type: r.content_type,
             sha256: r.sha256,
             created_at: r.created_at,
+            image: match (
+                r.width,
+                r.height,
+                r.thumb_sha256,
+                r.thumb_content_type,
+                r.placeholder,
+            ) {
+                (
+                    Some(w),
+                    Some(h),
+                    Some(thumb_sha256),
+                    Some(thumb_content_type),
+                    Some(placeholder),
+                ) => Some(ImageMeta {
+                    width: w as u32,
+                    height: h as u32,
+                    thumb_sha256,
+                    thumb_content_type,
+                    placeholder,
+                }),
+                _ => None,
+            },
         }
     }
 }

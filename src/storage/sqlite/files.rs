@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 pub(super) fn create(c: &Connection, f: &FileRow) -> StoreResult<()> {
     c.prepare_cached(&format!(
-        "INSERT INTO files ({FILE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        "INSERT INTO files ({FILE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     ))
     .and_then(|mut s| {
         s.execute(params![
@@ -17,7 +17,12 @@ pub(super) fn create(c: &Connection, f: &FileRow) -> StoreResult<()> {
             int(f.size),
             f.content_type,
             f.sha256,
-            f.created_at
+            f.created_at,
+            f.image.as_ref().map(|i| i.width),
+            f.image.as_ref().map(|i| i.height),
+            f.image.as_ref().map(|i| &i.thumb_sha256),
+            f.image.as_ref().map(|i| &i.thumb_content_type),
+            f.image.as_ref().map(|i| &i.placeholder),
         ])
     })
     .map_err(sql)?;
@@ -53,21 +58,29 @@ pub(super) fn orphaned_blobs(c: &Connection, file_ids: &[String]) -> StoreResult
         if granted {
             continue;
         }
-        let sha: Option<String> = c
-            .prepare_cached("DELETE FROM files WHERE file_id = ?1 RETURNING sha256")
-            .and_then(|mut s| s.query_row([f], |r| r.get(0)).optional())
+        let shas: Option<(String, Option<String>)> = c
+            .prepare_cached("DELETE FROM files WHERE file_id = ?1 RETURNING sha256, thumb_sha256")
+            .and_then(|mut s| s.query_row([f], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(sql)?;
-        if let Some(sha) = sha {
-            let shared: bool = c
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM files WHERE sha256 = ?1)")
-                .and_then(|mut s| s.query_row([&sha], |r| r.get(0)))
-                .map_err(sql)?;
-            if !shared {
+        let Some((sha, thumb)) = shas else { continue };
+        // v1.1: an image's thumbnail goes with it.
+        for sha in std::iter::once(sha).chain(thumb) {
+            if !blob_in_use(c, &sha)? {
                 blobs.push(sha);
             }
         }
     }
     Ok(blobs)
+}
+
+/// Whether a file row uses the blob, as its content or its thumbnail.
+pub(super) fn blob_in_use(c: &Connection, sha: &str) -> StoreResult<bool> {
+    c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM files WHERE sha256 = ?1)
+             OR EXISTS (SELECT 1 FROM files WHERE thumb_sha256 = ?1)",
+    )
+    .and_then(|mut s| s.query_row([sha], |r| r.get(0)))
+    .map_err(sql)
 }
 
 pub(super) fn touch_kv(c: &Connection, key: &str, value: &str) -> StoreResult<()> {

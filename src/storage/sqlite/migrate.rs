@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../../schema/sqlite/005_accounts.sql")),
     (6, include_str!("../../../schema/sqlite/006_receipts.sql")),
     (7, include_str!("../../../schema/sqlite/007_retention.sql")),
+    (8, include_str!("../../../schema/sqlite/008_media.sql")),
     (9, include_str!("../../../schema/sqlite/009_blobs.sql")),
 ];
 

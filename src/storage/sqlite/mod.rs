@@ -439,6 +439,10 @@ impl Store for SqliteStore {
     async fn expired_uploads(&self, now: i64, limit: u32) -> StoreResult<Vec<UploadRow>> {
         self.read(move |c| uploads::expired(c, now, limit)).await
     }
+    async fn blob_in_use(&self, sha256: &str) -> StoreResult<bool> {
+        let sha = sha256.to_string();
+        self.read(move |c| files::blob_in_use(c, &sha)).await
+    }
 
     async fn push_recipients(&self, conversation_id: &str) -> StoreResult<Vec<PushRecipient>> {
         let id = conversation_id.to_string();

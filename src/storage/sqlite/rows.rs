@@ -2,8 +2,8 @@
 //! files.
 
 use super::super::{
-    DeviceRow, EventKind, FileRow, MemberRow, MessageEvent, PushJob, PushKind, PushTargetRow, Role,
-    StoredMessage, UserRow,
+    DeviceRow, EventKind, FileRow, ImageMeta, MemberRow, MessageEvent, PushJob, PushKind,
+    PushTargetRow, Role, StoredMessage, UserRow,
 };
 use crate::storage::parse_attachments;
 use rusqlite::Row;
@@ -131,7 +131,7 @@ pub(super) fn event(r: &Row<'_>) -> rusqlite::Result<MessageEvent> {
     })
 }
 
-pub(super) const FILE_COLS: &str = "file_id, uploader_id, size, content_type, sha256, created_at";
+pub(super) const FILE_COLS: &str = "file_id, uploader_id, size, content_type, sha256, created_at, width, height, thumb_sha256, thumb_content_type, placeholder";
 
 pub(super) fn file(r: &Row<'_>) -> rusqlite::Result<FileRow> {
     Ok(FileRow {
@@ -141,5 +141,21 @@ pub(super) fn file(r: &Row<'_>) -> rusqlite::Result<FileRow> {
         content_type: r.get(3)?,
         sha256: r.get(4)?,
         created_at: r.get(5)?,
+        image: match (r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?) {
+            (
+                Some(width),
+                Some(height),
+                Some(thumb_sha256),
+                Some(thumb_content_type),
+                Some(placeholder),
+            ) => Some(ImageMeta {
+                width,
+                height,
+                thumb_sha256,
+                thumb_content_type,
+                placeholder,
+            }),
+            _ => None,
+        },
     })
 }

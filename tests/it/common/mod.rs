@@ -117,3 +117,19 @@ pub fn stored_texts(db: &std::path::Path) -> Vec<String> {
     let rows = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
     rows.map(|r| r.unwrap()).collect()
 }
+
+/// A real PNG of `w`x`h` noisy pixels and no metadata (the server decodes images, so a fake
+/// one is refused; a clean small one is stored byte for byte).
+pub fn test_png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let v = x
+            .wrapping_mul(2_654_435_761)
+            .wrapping_add(y.wrapping_mul(40_503));
+        image::Rgb([(v >> 3) as u8, (v >> 11) as u8, (v >> 19) as u8])
+    });
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}

@@ -12,10 +12,8 @@ async fn files_upload_range_etag_and_access_rules() {
     let b = s.user("bob").await;
     let c = s.user("carol").await;
     let conv = s.direct(&a, &b).await;
-    let mut png = vec![
-        0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, b'I', b'H', b'D', b'R',
-    ];
-    png.extend((0..5000u32).map(|i| (i % 251) as u8));
+    let png = test_png(40, 40);
+    assert!(png.len() > 1000);
     let (st, body, _) = s
         .http_raw(
             "POST",
@@ -195,4 +193,17 @@ async fn files_upload_range_etag_and_access_rules() {
         .join(&sha[2..4])
         .join(sha);
     assert!(!blob.exists(), "blob not purged");
+    // v1.1: its thumbnail went with it: no blob is left at all.
+    let mut left = Vec::new();
+    let mut dirs = vec![s.dir.join("files")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.path() {
+                p if p.ends_with("tmp") => {}
+                p if p.is_dir() => dirs.push(p),
+                p => left.push(p),
+            }
+        }
+    }
+    assert!(left.is_empty(), "blobs left after the purge: {left:?}");
 }

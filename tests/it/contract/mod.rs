@@ -10,6 +10,7 @@ mod devices;
 mod edits;
 mod files;
 mod groups;
+mod media;
 mod messaging;
 mod push;
 mod receipts;

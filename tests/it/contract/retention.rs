@@ -8,10 +8,7 @@ use std::time::Duration;
 const CONFIG: &str = "[retention]\nmin_secs = 1\nsweep_interval_ms = 200\nbatch = 2";
 
 async fn upload_png(s: &TestServer, dev: &Dev) -> String {
-    let mut png = vec![
-        0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, b'I', b'H', b'D', b'R',
-    ];
-    png.extend((0..300u32).map(|i| (i % 7) as u8));
+    let png = test_png(8, 8);
     let (st, body, _) = s
         .http_raw(
             "POST",

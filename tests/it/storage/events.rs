@@ -13,6 +13,7 @@ pub(super) async fn retraction_purges_content(store: &dyn Store) {
             content_type: "text/plain".into(),
             sha256: "abcdef".into(),
             created_at: 1,
+            image: None,
         })
         .await
         .unwrap();
@@ -23,6 +24,10 @@ pub(super) async fn retraction_purges_content(store: &dyn Store) {
         size: 3,
         content_type: "text/plain".into(),
         sha256: "abcdef".into(),
+        width: None,
+        height: None,
+        thumbnail: None,
+        placeholder: None,
     }];
     store
         .append("k", 1, vec![m, msg("d1", "b", "kept", 2)].into())

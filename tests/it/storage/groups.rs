@@ -16,6 +16,7 @@ pub(super) async fn title_avatar_roles_and_direct_lookup(store: &dyn Store) {
         content_type: "image/png".into(),
         sha256: format!("sha-{id}"),
         created_at: 1,
+        image: None,
     };
     store.create_file(file("f1")).await.unwrap();
     store.create_file(file("f2")).await.unwrap();

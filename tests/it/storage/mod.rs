@@ -7,6 +7,7 @@ mod accounts;
 mod conversations;
 mod events;
 mod groups;
+mod media;
 mod messages;
 mod push;
 mod receipts;
@@ -113,6 +114,7 @@ macro_rules! checks {
         $m!(retention::the_walk_visits_every_conversation_once);
         $m!(receipts::receipt_marks_time_each_seq_and_keep_the_latest);
         $m!(groups::title_avatar_roles_and_direct_lookup);
+        $m!(media::an_image_row_keeps_its_meta_and_its_thumbnail_blob);
         $m!(groups::settings_change_field_by_field);
         $m!(groups::blocks_by_blocker_and_blocked);
         $m!(uploads::uploads_are_kept_completed_and_expire);

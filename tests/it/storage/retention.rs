@@ -21,6 +21,10 @@ pub(super) async fn expiry_purges_a_prefix_and_keeps_the_last_seq(store: &dyn St
         size: 3,
         content_type: "image/png".into(),
         sha256: "ab".into(),
+        width: None,
+        height: None,
+        thumbnail: None,
+        placeholder: None,
     }];
     let batch = vec![
         msg("d1", "a", "1", 10),

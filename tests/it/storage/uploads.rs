@@ -60,6 +60,7 @@ fn file(id: &str, user: &str, size: u64, created_at: i64) -> FileRow {
         content_type: "text/plain".into(),
         sha256: format!("{id:0>64}"),
         created_at,
+        image: None,
     }
 }
 
@@ -79,6 +80,10 @@ pub async fn quota_bytes_and_the_walk_over_old_unattached_files(store: &dyn Stor
         size: 20,
         content_type: "text/plain".into(),
         sha256: format!("{:0>64}", "fb"),
+        width: None,
+        height: None,
+        thumbnail: None,
+        placeholder: None,
     }];
     store.append("c", 1, vec![m].into()).await.unwrap();
 
