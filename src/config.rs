@@ -247,8 +247,12 @@ impl Config {
             );
         }
         let c = &self.cluster;
-        if !c.bus.is_empty() && !c.bus.starts_with("redis://") {
-            return Err("cluster.bus must be empty (one node) or a redis:// URL".into());
+        if !c.bus.is_empty() && !crate::bus::is_bus_url(&c.bus) {
+            return Err(
+                "cluster.bus must be empty (one node) or a redis://, rediss://, \
+                 redis+cluster://, redis+sentinel:// URL (docs/deployment)"
+                    .into(),
+            );
         }
         if c.heartbeat_ms == 0 || c.node_ttl_ms < 2 * c.heartbeat_ms || c.forward_timeout_ms == 0 {
             return Err("cluster: need heartbeat_ms > 0, node_ttl_ms >= 2 x heartbeat_ms".into());

@@ -1,9 +1,11 @@
-//! The test harness: real server processes (`server`), a real Redis (`redis`), a WebSocket
+//! The test harness: real server processes (`server`), a real Redis (`redis`; a Redis Cluster
+//! or a Sentinel set: `redis_cluster`), a WebSocket
 //! client (`client`), and small helpers for waiting on conditions and checking errors.
 #![allow(dead_code)]
 
 mod client;
 mod redis;
+mod redis_cluster;
 mod server;
 
 pub use client::*;

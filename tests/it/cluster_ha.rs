@@ -1,0 +1,99 @@
+//! The cluster bus past one Redis (issue 16): 3 nodes over a Redis Cluster of 3 primaries
+//! with a replica each (sharded pub/sub), and over a primary and replica behind 3 sentinels.
+//! The standard cross-node load of `cluster` runs through a kill -9 of a primary (a shard's,
+//! or Sentinel's); a replica takes over; every acked message is stored once, every message
+//! delivered once and in order, and `/readyz` is red during the outage only. The client
+//! contract runs on a Redis Cluster too (`PARLEY_TEST_BUS=cluster`, in `scripts/test`).
+
+use crate::cluster::{cluster_on, load_through, report, serial, wait_ready};
+use crate::common::*;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The shard channels a primary serves subscribers on (`PUBSUB SHARDCHANNELS`).
+fn shard_channels(r: &Redis) -> Vec<String> {
+    r.cli(&["pubsub", "shardchannels"])
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_cluster_spreads_the_channels_and_keeps_membership_on_one_slot() {
+    let _one = serial().await;
+    let s = cluster_on(3, BusKind::Cluster);
+    let rc = s.redis_cluster.as_ref().unwrap();
+    // Every primary carries channels: broadcasts are spread over the shards, and so are the
+    // nodes' inboxes.
+    let mut all = Vec::new();
+    for i in 0..3 {
+        let chans = shard_channels(&rc.nodes[i]);
+        assert!(!chans.is_empty(), "primary {i} carries no channel");
+        all.extend(chans);
+    }
+    assert_eq!(all.iter().filter(|c| c.contains(":node:")).count(), 3);
+    assert_eq!(all.iter().filter(|c| c.contains(":all:")).count(), 16);
+    // Membership and presence: one slot, on the primary that serves it.
+    let home = rc.primary_of(rc.slot("{parley}:nodes"));
+    assert_eq!(rc.nodes[home].cli(&["zcard", "{parley}:nodes"]).trim(), "3");
+    // And the bus works: a message crosses nodes.
+    let a = s.node(0).user("ann").await;
+    let b = s.node(1).user("bob").await;
+    let conv = s.node(0).direct(&a, &b).await;
+    let mut on_b = Client::connect(&s.node(2).addr, Some(&b.token)).await;
+    let mut on_a = Client::connect(&s.node(1).addr, Some(&a.token)).await;
+    on_a.send_msg(&conv, "c1", "over the shards").await;
+    let m = on_b.next_type("message").await;
+    assert_eq!(m["text"], "over the shards");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill9_of_a_cluster_shard_primary_under_load_loses_nothing() {
+    let _one = serial().await;
+    let mut s = cluster_on(3, BusKind::Cluster);
+    let rc = Arc::new(Mutex::new(s.redis_cluster.take().unwrap()));
+    let r = rc.clone();
+    let reports = load_through(&mut s, |addrs| async move {
+        // The shard holding membership and presence (and some channels).
+        let victim = {
+            let rc = r.lock().unwrap();
+            rc.primary_of(rc.slot("{parley}:nodes"))
+        };
+        let killed = Instant::now();
+        r.lock().unwrap().nodes[victim].kill();
+        wait_ready(&addrs, 503, Duration::from_secs(6)).await;
+        wait_ready(&addrs, 200, Duration::from_secs(30)).await;
+        eprintln!("shard failover: ready again after {:?}", killed.elapsed());
+        let rc = r.lock().unwrap();
+        assert_ne!(rc.primary_of(rc.slot("{parley}:nodes")), victim);
+    })
+    .await;
+    report("cluster shard failover", &reports);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill9_of_the_sentinel_primary_under_load_loses_nothing() {
+    let _one = serial().await;
+    let mut s = cluster_on(3, BusKind::Sentinel);
+    let set = Arc::new(Mutex::new(s.sentinels.take().unwrap()));
+    let r = set.clone();
+    let reports = load_through(&mut s, |addrs| async move {
+        let killed = Instant::now();
+        r.lock().unwrap().primary.kill();
+        wait_ready(&addrs, 503, Duration::from_secs(5)).await;
+        wait_ready(&addrs, 200, Duration::from_secs(30)).await;
+        eprintln!(
+            "sentinel failover: ready again after {:?}",
+            killed.elapsed()
+        );
+        let set = r.lock().unwrap();
+        assert_eq!(
+            set.current_primary(),
+            set.replica.port,
+            "the replica was promoted"
+        );
+    })
+    .await;
+    report("sentinel failover", &reports);
+}
