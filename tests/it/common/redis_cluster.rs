@@ -26,6 +26,10 @@ impl RedisCluster {
                         "nodes.conf",
                         "--cluster-node-timeout",
                         "1000",
+                        // A replica takes over however long ago it last heard its primary
+                        // (the test's are seconds old; the default refuses young replicas).
+                        "--cluster-replica-validity-factor",
+                        "0",
                         "--cluster-port",
                         &free_port().to_string(),
                     ]
@@ -54,8 +58,10 @@ impl RedisCluster {
         let settled = wait_until(Duration::from_secs(30), || {
             c.nodes.iter().all(|n| {
                 let info = n.cli(&["cluster", "info"]);
+                let repl = n.cli(&["info", "replication"]);
                 info.contains("cluster_state:ok")
                     && info.contains(&format!("cluster_known_nodes:{total}"))
+                    && (repl.contains("role:master") || repl.contains("master_link_status:up"))
             })
         });
         assert!(settled, "the Redis Cluster did not settle");
