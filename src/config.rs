@@ -117,6 +117,8 @@ pub struct ClusterConfig {
     pub heartbeat_ms: u64,
     pub node_ttl_ms: u64,
     pub forward_timeout_ms: u64,
+    /// PEM file of the CAs for a TLS bus (empty: the system's roots).
+    pub tls_ca: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

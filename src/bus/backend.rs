@@ -12,8 +12,11 @@
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{AsyncConnectionConfig, Cmd, Pipeline, PushInfo, RedisFuture, RedisResult, Value};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, PushInfo,
+    RedisFuture, RedisResult, TlsCertificates, TlsMode, Value,
+};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -127,13 +130,27 @@ const CLUSTER_SCHEMES: [&str; 2] = ["redis+cluster://", "rediss+cluster://"];
 const SENTINEL_SCHEMES: [&str; 2] = ["redis+sentinel://", "rediss+sentinel://"];
 
 impl Backend {
-    pub fn open(url: &str) -> Result<Backend, String> {
+    /// `tls_ca`: a PEM file of CAs to trust for TLS instead of the system's roots.
+    pub fn open(url: &str, tls_ca: &str) -> Result<Backend, String> {
         let err = |e: redis::RedisError| format!("cluster.bus {url}: {e}");
+        let certs = if tls_ca.is_empty() {
+            None
+        } else {
+            let pem = std::fs::read(tls_ca).map_err(|e| format!("cluster.tls_ca {tls_ca}: {e}"))?;
+            Some(TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            })
+        };
         if let Some(s) = CLUSTER_SCHEMES.iter().find(|s| url.starts_with(**s)) {
             let u = split(url, s.len(), s.starts_with("rediss"))?;
             let nodes: Vec<String> = u.hosts.iter().map(|h| u.node_url(h, "")).collect();
             let (tx, rx) = mpsc::unbounded_channel();
-            let client = redis::cluster::ClusterClientBuilder::new(nodes)
+            let mut builder = redis::cluster::ClusterClientBuilder::new(nodes);
+            if let Some(c) = certs {
+                builder = builder.certs(c);
+            }
+            let client = builder
                 .use_protocol(redis::ProtocolVersion::RESP3)
                 .push_sender(tx)
                 .connection_timeout(IO_TIMEOUT)
@@ -151,38 +168,15 @@ impl Backend {
         }
         if let Some(s) = SENTINEL_SCHEMES.iter().find(|s| url.starts_with(**s)) {
             let u = split(url, s.len(), s.starts_with("rediss"))?;
-            let (name, db) = u.path.split_once('/').unwrap_or((u.path, ""));
-            if name.is_empty() {
-                return Err(format!("cluster.bus {url}: the primary's name is missing"));
-            }
-            // The sentinels themselves: no credentials, plain TCP unless the URL says TLS.
-            let scheme = if u.tls { "rediss" } else { "redis" };
-            let sentinels: Vec<String> =
-                u.hosts.iter().map(|h| format!("{scheme}://{h}")).collect();
-            // The primary: this URL's credentials, db and TLS (a parsed node URL carries them).
-            let primary = redis::IntoConnectionInfo::into_connection_info(
-                u.node_url("placeholder:6379", db).as_str(),
-            )
-            .map_err(err)?;
-            let mut info = SentinelNodeConnectionInfo::default()
-                .set_redis_connection_info(primary.redis_settings().clone());
-            if u.tls {
-                info = info.set_tls_mode(if u.fragment == "insecure" {
-                    redis::TlsMode::Insecure
-                } else {
-                    redis::TlsMode::Secure
-                });
-            }
-            let client = SentinelClient::build(
-                sentinels,
-                name.to_string(),
-                Some(info),
-                SentinelServerType::Master,
-            )
-            .map_err(err)?;
-            return Ok(Backend::Sentinel(tokio::sync::Mutex::new(client)));
+            return Ok(Backend::Sentinel(tokio::sync::Mutex::new(
+                sentinel(&u, certs).map_err(|e| format!("cluster.bus {url}: {e}"))?,
+            )));
         }
-        Ok(Backend::Single(redis::Client::open(url).map_err(err)?))
+        let client = match certs {
+            Some(c) => redis::Client::build_with_tls(url, c),
+            None => redis::Client::open(url),
+        };
+        Ok(Backend::Single(client.map_err(err)?))
     }
 
     /// Sharded pub/sub (SPUBLISH/SSUBSCRIBE, one slot per pipeline) instead of the classic one.
@@ -234,6 +228,67 @@ impl Backend {
     }
 }
 
+/// A Sentinel client from a `redis+sentinel://[user:password@]s1:port,s2:port/name[/db]` URL:
+/// credentials, db and TLS are the primary's; the sentinels get TLS (and `certs`) if the
+/// primary does, and no credentials.
+fn sentinel(u: &BusUrl<'_>, certs: Option<TlsCertificates>) -> redis::RedisResult<SentinelClient> {
+    let bad = |what: &str| {
+        redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "bad sentinel URL",
+            what.to_string(),
+        ))
+    };
+    let (name, db) = u.path.split_once('/').unwrap_or((u.path, ""));
+    if name.is_empty() {
+        return Err(bad("the primary's name is missing"));
+    }
+    let mut addrs = Vec::new();
+    for h in &u.hosts {
+        let (host, port) = h.rsplit_once(':').unwrap_or((h, "26379"));
+        let port: u16 = port.parse().map_err(|_| bad(h))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        addrs.push(if u.tls {
+            ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(host, port)
+        });
+    }
+    // The primary's settings, parsed the way a plain URL is (percent-decoding included).
+    let primary = u
+        .node_url("placeholder:6379", db)
+        .as_str()
+        .into_connection_info()?;
+    let settings = primary.redis_settings();
+    let mut b = SentinelClientBuilder::new(addrs, name, SentinelServerType::Master)?
+        .set_client_to_redis_db(settings.db());
+    if let Some(user) = settings.username() {
+        b = b.set_client_to_redis_username(user);
+    }
+    if let Some(pw) = settings.password() {
+        b = b.set_client_to_redis_password(pw);
+    }
+    if u.tls {
+        b = b
+            .set_client_to_redis_tls_mode(TlsMode::Secure)
+            .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+        if let Some(c) = certs {
+            b = b
+                .set_client_to_redis_certificates(c.clone())
+                .set_client_to_sentinel_certificates(c);
+        }
+    }
+    b.build()
+}
+
 /// The Redis Cluster slot of a key or channel (CRC16/XMODEM of its hash tag, mod 16384), as
 /// the server computes it: used to group a pipeline by slot and to place channels.
 pub fn slot(key: &[u8]) -> u16 {
@@ -277,17 +332,20 @@ mod tests {
 
     #[test]
     fn urls_parse() {
-        assert!(Backend::open("redis://127.0.0.1:6379/0").is_ok());
+        assert!(Backend::open("redis://127.0.0.1:6379/0", "").is_ok());
         assert!(
-            Backend::open("redis+cluster://u:p@127.0.0.1:7000,127.0.0.1:7001")
+            Backend::open("redis+cluster://u:p@127.0.0.1:7000,127.0.0.1:7001", "")
                 .unwrap()
                 .sharded()
         );
         assert!(matches!(
-            Backend::open("redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster/2"),
+            Backend::open(
+                "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster/2",
+                ""
+            ),
             Ok(Backend::Sentinel(_))
         ));
-        assert!(Backend::open("redis+sentinel://127.0.0.1:26379/").is_err());
+        assert!(Backend::open("redis+sentinel://127.0.0.1:26379/", "").is_err());
         assert!(is_bus_url("rediss+cluster://h:1") && !is_bus_url("http://h"));
     }
 }

@@ -97,7 +97,7 @@ pub struct Bus {
 
 impl Bus {
     pub fn new(cfg: &ClusterConfig, metrics: Arc<Metrics>) -> Result<Arc<Bus>, String> {
-        let backend = Backend::open(&cfg.bus)?;
+        let backend = Backend::open(&cfg.bus, &cfg.tls_ca)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let node_id: NodeId = Arc::from(&id[..12]);
         let (tx, rx) = mpsc::channel(OP_QUEUE);

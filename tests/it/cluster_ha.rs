@@ -4,9 +4,11 @@
 //! or Sentinel's); a replica takes over; every acked message is stored once, every message
 //! delivered once and in order, and `/readyz` is red during the outage only. The client
 //! contract runs on a Redis Cluster too (`PARLEY_TEST_BUS=cluster`, in `scripts/test`).
+//! And the bus over TLS with an ACL user (`rediss://user:password@…`, `cluster.tls_ca`).
 
 use crate::cluster::{cluster_on, load_through, report, serial, wait_ready};
 use crate::common::*;
+use crate::push::fakes::TestCa;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -96,4 +98,53 @@ async fn kill9_of_the_sentinel_primary_under_load_loses_nothing() {
     })
     .await;
     report("sentinel failover", &reports);
+}
+
+/// A Redis that speaks only TLS (a leaf of a test CA) and knows only the ACL user `parley`:
+/// two nodes join over `rediss://parley:…@localhost`, trusting the CA, and carry a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tls_bus_with_an_acl_user_carries_frames() {
+    let _one = serial().await;
+    let ca = TestCa::new();
+    let (cert, key) = ca.write_leaf();
+    let port = free_port();
+    let path = |p: &std::path::Path| p.display().to_string();
+    let _redis = Redis::start_on(
+        port,
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            path(&cert),
+            "--tls-key-file".into(),
+            path(&key),
+            "--tls-ca-cert-file".into(),
+            path(&ca.ca_file),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
+        .into_iter()
+        .chain(
+            // One argv word per ACL word (redis-server quotes each argument).
+            "--user default off --user parley on >s3cret-pw ~* &* +@all"
+                .split(' ')
+                .map(String::from),
+        )
+        .collect(),
+    );
+    let url = format!("rediss://parley:s3cret-pw@localhost:{port}/0");
+    let cfg = format!("{}tls_ca = \"{}\"\n", bus_config(&url), path(&ca.ca_file));
+    let mut s = TestServer::builder().nodes(1).config(&cfg).start();
+    let second = TestServer::join(s.dir.clone(), s.extra_config(), 1);
+    s.peers.push(second);
+    s.wait_for_cluster(2);
+    let a = s.node(0).user("tina").await;
+    let b = s.node(0).user("tom").await;
+    let conv = s.node(0).direct(&a, &b).await;
+    let mut on_b = Client::connect(&s.node(1).addr, Some(&b.token)).await;
+    let mut on_a = Client::connect(&s.node(0).addr, Some(&a.token)).await;
+    on_a.send_msg(&conv, "t1", "over TLS").await;
+    assert_eq!(on_b.next_type("message").await["text"], "over TLS");
 }
