@@ -6,10 +6,10 @@
 //!   a new one is made (asking the sentinels again) when it dies.
 //! - On a Redis Cluster, sharded subscriptions on the cluster connection, which the redis
 //!   crate resubscribes after reconnects and slot moves. Whether they really deliver is checked
-//!   end to end: every second the node publishes an empty probe on each of its channels; a
-//!   channel whose probes stop coming back (a dead shard, a slot moved away: `sunsubscribe`)
-//!   makes the bus unhealthy and is subscribed again, and when every channel delivers again,
-//!   the node resyncs.
+//!   end to end: every second the node publishes an empty probe on each of its channels that
+//!   delivered nothing for half a second; a channel silent for 3 s (a dead shard, a slot moved
+//!   away: `sunsubscribe`) makes the bus unhealthy and is subscribed again, and when every
+//!   channel delivers again, the node resyncs.
 
 use super::backend::{Conn, IO_TIMEOUT};
 use super::publish::Batch;
@@ -191,14 +191,24 @@ impl Bus {
                             }
                         }
                     }
-                    self.probe(&channels).await;
+                    // Probe only what delivered nothing lately: the broadcast channels carry
+                    // every node's probes and frames, so an idle cluster probes each about
+                    // once a second in all, not once per node.
+                    let quiet: Vec<&String> = channels
+                        .iter()
+                        .filter(|c| seen.get(c.as_bytes()).is_none_or(|t| now - *t >= IO_TIMEOUT / 2))
+                        .collect();
+                    self.probe(&quiet).await;
                 }
             }
         }
     }
 
-    /// An empty SPUBLISH on every channel: each comes back to every subscriber of it.
-    async fn probe(&self, channels: &[String]) {
+    /// An empty SPUBLISH on each channel: it comes back to every subscriber of it.
+    async fn probe(&self, channels: &[&String]) {
+        if channels.is_empty() {
+            return;
+        }
         let Ok(c) = self.connect().await else { return };
         let mut batch = Batch::new(true);
         for ch in channels {
