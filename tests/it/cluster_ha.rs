@@ -100,42 +100,28 @@ async fn kill9_of_the_sentinel_primary_under_load_loses_nothing() {
     report("sentinel failover", &reports);
 }
 
-/// A Redis that speaks only TLS (a leaf of a test CA) and knows only the ACL user `parley`:
-/// two nodes join over `rediss://parley:…@localhost`, trusting the CA, and carry a message.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_tls_bus_with_an_acl_user_carries_frames() {
-    let _one = serial().await;
-    let ca = TestCa::new();
+/// `redis-server` arguments: TLS only, on `port`, with a leaf of `ca`; the only user is the
+/// ACL user `parley` (password `s3cret-pw`).
+fn tls_acl_args(ca: &TestCa, port: u16) -> Vec<String> {
     let (cert, key) = ca.write_leaf();
-    let port = free_port();
     let path = |p: &std::path::Path| p.display().to_string();
-    let _redis = Redis::start_on(
-        port,
-        vec![
-            "--port".into(),
-            "0".into(),
-            "--tls-port".into(),
-            port.to_string(),
-            "--tls-cert-file".into(),
-            path(&cert),
-            "--tls-key-file".into(),
-            path(&key),
-            "--tls-ca-cert-file".into(),
-            path(&ca.ca_file),
-            "--tls-auth-clients".into(),
-            "no".into(),
-        ]
-        .into_iter()
-        .chain(
-            // One argv word per ACL word (redis-server quotes each argument).
-            "--user default off --user parley on >s3cret-pw ~* &* +@all"
-                .split(' ')
-                .map(String::from),
-        )
-        .collect(),
+    let tls = format!(
+        "--port 0 --tls-port {port} --tls-cert-file {} --tls-key-file {} --tls-ca-cert-file {} \
+         --tls-auth-clients no --tls-cluster yes --tls-replication yes",
+        path(&cert),
+        path(&key),
+        path(&ca.ca_file)
     );
-    let url = format!("rediss://parley:s3cret-pw@localhost:{port}/0");
-    let cfg = format!("{}tls_ca = \"{}\"\n", bus_config(&url), path(&ca.ca_file));
+    // One argv word per word (redis-server quotes each argument): no spaces in the paths.
+    tls.split_whitespace()
+        .chain("--user default off --user parley on >s3cret-pw ~* &* +@all".split(' '))
+        .map(String::from)
+        .collect()
+}
+
+/// Two nodes on `url`, trusting `ca`: a message crosses them.
+async fn two_nodes_carry_a_message(url: &str, ca: &TestCa) {
+    let cfg = format!("{}tls_ca = \"{}\"\n", bus_config(url), ca.ca_file.display());
     let mut s = TestServer::builder().nodes(1).config(&cfg).start();
     let second = TestServer::join(s.dir.clone(), s.extra_config(), 1);
     s.peers.push(second);
@@ -147,4 +133,42 @@ async fn a_tls_bus_with_an_acl_user_carries_frames() {
     let mut on_a = Client::connect(&s.node(0).addr, Some(&a.token)).await;
     on_a.send_msg(&conv, "t1", "over TLS").await;
     assert_eq!(on_b.next_type("message").await["text"], "over TLS");
+}
+
+/// A Redis that speaks only TLS and knows only an ACL user: two nodes join over
+/// `rediss://parley:…@localhost`, trusting the test CA (`cluster.tls_ca`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tls_bus_with_an_acl_user_carries_frames() {
+    let _one = serial().await;
+    let ca = TestCa::new();
+    let port = free_port();
+    let _redis = Redis::start_on(port, tls_acl_args(&ca, port));
+    two_nodes_carry_a_message(
+        &format!("rediss://parley:s3cret-pw@localhost:{port}/0"),
+        &ca,
+    )
+    .await;
+}
+
+/// The same on a Redis Cluster of 3 primaries, TLS between its nodes too:
+/// `rediss+cluster://parley:…@127.0.0.1:…`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tls_redis_cluster_with_an_acl_user_carries_frames() {
+    let _one = serial().await;
+    let ca = TestCa::new();
+    let cli: Vec<String> = format!(
+        "--tls --cacert {} --user parley --pass s3cret-pw",
+        ca.ca_file.display()
+    )
+    .split_whitespace()
+    .map(String::from)
+    .collect();
+    let rc = RedisCluster::start_custom(3, 0, &|port| tls_acl_args(&ca, port), &cli);
+    let seeds: Vec<String> = rc
+        .nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let url = format!("rediss+cluster://parley:s3cret-pw@{}", seeds.join(","));
+    two_nodes_carry_a_message(&url, &ca).await;
 }

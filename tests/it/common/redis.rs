@@ -11,6 +11,8 @@ pub struct Redis {
     _dir: tempfile::TempDir,
     /// More `redis-server` arguments (cluster mode, replication, TLS, sentinel).
     args: Vec<String>,
+    /// More `redis-cli` arguments (TLS, credentials).
+    pub cli_args: Vec<String>,
 }
 
 impl Redis {
@@ -30,6 +32,7 @@ impl Redis {
             port,
             _dir: tempfile::tempdir().unwrap(),
             args,
+            cli_args: Vec::new(),
         };
         r.spawn();
         r
@@ -69,6 +72,7 @@ impl Redis {
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.cli_args)
             .args(args)
             .output()
             .expect("redis-cli (scripts/test installs redis-server with it)");

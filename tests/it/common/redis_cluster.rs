@@ -16,9 +16,22 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// `masters` primaries with `replicas` replicas each; fast failure detection (1 s).
     pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        Self::start_custom(masters, replicas, &|_| Vec::new(), &[])
+    }
+
+    /// The same with more `redis-server` arguments for the node on a port, and more
+    /// `redis-cli` arguments (TLS, credentials).
+    pub fn start_custom(
+        masters: usize,
+        replicas: usize,
+        server_args: &dyn Fn(u16) -> Vec<String>,
+        cli_args: &[String],
+    ) -> RedisCluster {
         let nodes: Vec<Redis> = (0..masters * (1 + replicas))
             .map(|_| {
-                Redis::start_with(
+                let port = free_port();
+                let mut r = Redis::start_on(
+                    port,
                     [
                         "--cluster-enabled",
                         "yes",
@@ -34,8 +47,12 @@ impl RedisCluster {
                         &free_port().to_string(),
                     ]
                     .map(String::from)
-                    .to_vec(),
-                )
+                    .into_iter()
+                    .chain(server_args(port))
+                    .collect(),
+                );
+                r.cli_args = cli_args.to_vec();
+                r
             })
             .collect();
         let addrs: Vec<String> = nodes
@@ -43,6 +60,7 @@ impl RedisCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         let out = Command::new("redis-cli")
+            .args(cli_args)
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
