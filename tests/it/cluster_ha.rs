@@ -103,6 +103,20 @@ async fn kill9_of_the_sentinel_primary_under_load_loses_nothing() {
 /// `redis-server` arguments: TLS only, on `port`, with a leaf of `ca`; the only user is the
 /// ACL user `parley` (password `s3cret-pw`).
 fn tls_acl_args(ca: &TestCa, port: u16) -> Vec<String> {
+    let mut args = tls_args(ca, port);
+    args.extend(words(
+        "--user default off --user parley on >s3cret-pw ~* &* +@all",
+    ));
+    args
+}
+
+/// One argv word per word (redis-server quotes each argument): no spaces in the paths.
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+/// TLS only, on `port`, with a leaf of `ca` (also between cluster nodes, replicas, sentinels).
+fn tls_args(ca: &TestCa, port: u16) -> Vec<String> {
     let (cert, key) = ca.write_leaf();
     let path = |p: &std::path::Path| p.display().to_string();
     let tls = format!(
@@ -112,11 +126,7 @@ fn tls_acl_args(ca: &TestCa, port: u16) -> Vec<String> {
         path(&key),
         path(&ca.ca_file)
     );
-    // One argv word per word (redis-server quotes each argument): no spaces in the paths.
-    tls.split_whitespace()
-        .chain("--user default off --user parley on >s3cret-pw ~* &* +@all".split(' '))
-        .map(String::from)
-        .collect()
+    words(&tls)
 }
 
 /// Two nodes on `url`, trusting `ca`: a message crosses them.
@@ -170,5 +180,33 @@ async fn a_tls_redis_cluster_with_an_acl_user_carries_frames() {
         .map(|n| format!("127.0.0.1:{}", n.port))
         .collect();
     let url = format!("rediss+cluster://parley:s3cret-pw@{}", seeds.join(","));
+    two_nodes_carry_a_message(&url, &ca).await;
+}
+
+/// The same behind Sentinel, TLS everywhere: the primary and replica know only `parley`, the
+/// sentinels (no credentials asked) authenticate to them as `parley`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tls_sentinel_set_with_an_acl_user_carries_frames() {
+    let _one = serial().await;
+    let ca = TestCa::new();
+    let cacert = format!("--tls --cacert {}", ca.ca_file.display());
+    let set = Sentinels::start_custom(SentinelsWith {
+        server_args: Some(&|port| tls_acl_args(&ca, port)),
+        replica_args: words("--masteruser parley --masterauth s3cret-pw"),
+        sentinel_args: Some(&|port| tls_args(&ca, port)),
+        sentinel_conf:
+            "sentinel auth-user mymaster parley\nsentinel auth-pass mymaster s3cret-pw\n".into(),
+        server_cli: words(&format!("{cacert} --user parley --pass s3cret-pw")),
+        sentinel_cli: words(&cacert),
+    });
+    let hosts: Vec<String> = set
+        .sentinels
+        .iter()
+        .map(|x| format!("127.0.0.1:{}", x.port))
+        .collect();
+    let url = format!(
+        "rediss+sentinel://parley:s3cret-pw@{}/mymaster",
+        hosts.join(",")
+    );
     two_nodes_carry_a_message(&url, &ca).await;
 }

@@ -10,7 +10,7 @@ mod server;
 
 pub use client::*;
 pub use redis::Redis;
-pub use redis_cluster::RedisCluster;
+pub use redis_cluster::{RedisCluster, Sentinels, SentinelsWith};
 pub use server::*;
 
 use serde_json::Value;

@@ -137,14 +137,43 @@ pub struct Sentinels {
     _conf: tempfile::TempDir,
 }
 
+/// How to start a Sentinel set's processes beyond the defaults (TLS, ACLs).
+#[derive(Default)]
+pub struct SentinelsWith<'a> {
+    /// More arguments for the primary and the replica, by port.
+    pub server_args: Option<&'a dyn Fn(u16) -> Vec<String>>,
+    /// More arguments for the replica only.
+    pub replica_args: Vec<String>,
+    /// More arguments for the sentinels, by port.
+    pub sentinel_args: Option<&'a dyn Fn(u16) -> Vec<String>>,
+    /// More lines of each sentinel's config file.
+    pub sentinel_conf: String,
+    /// `redis-cli` arguments for the servers and for the sentinels.
+    pub server_cli: Vec<String>,
+    pub sentinel_cli: Vec<String>,
+}
+
 impl Sentinels {
     pub fn start() -> Sentinels {
-        let primary = Redis::start();
-        let replica = Redis::start_with(
+        Self::start_custom(SentinelsWith::default())
+    }
+
+    pub fn start_custom(w: SentinelsWith<'_>) -> Sentinels {
+        let server_args = |port: u16| w.server_args.map(|f| f(port)).unwrap_or_default();
+        let port = free_port();
+        let mut primary = Redis::start_on(port, server_args(port));
+        primary.cli_args = w.server_cli.clone();
+        let port = free_port();
+        let mut replica = Redis::start_on(
+            port,
             ["--replicaof", "127.0.0.1", &primary.port.to_string()]
                 .map(String::from)
-                .to_vec(),
+                .into_iter()
+                .chain(server_args(port))
+                .chain(w.replica_args.iter().cloned())
+                .collect(),
         );
+        replica.cli_args = w.server_cli.clone();
         let conf = tempfile::tempdir().unwrap();
         let sentinels = (0..3)
             .map(|i| {
@@ -155,12 +184,22 @@ impl Sentinels {
                         "sentinel monitor mymaster 127.0.0.1 {} 2\n\
                          sentinel down-after-milliseconds mymaster 1000\n\
                          sentinel failover-timeout mymaster 5000\n\
-                         sentinel parallel-syncs mymaster 1\n",
-                        primary.port
+                         sentinel parallel-syncs mymaster 1\n{}",
+                        primary.port, w.sentinel_conf
                     ),
                 )
                 .unwrap();
-                Redis::start_with(vec![path.display().to_string(), "--sentinel".into()])
+                let port = free_port();
+                let extra = w.sentinel_args.map(|f| f(port)).unwrap_or_default();
+                let mut x = Redis::start_on(
+                    port,
+                    [path.display().to_string(), "--sentinel".into()]
+                        .into_iter()
+                        .chain(extra)
+                        .collect(),
+                );
+                x.cli_args = w.sentinel_cli.clone();
+                x
             })
             .collect();
         let s = Sentinels {
