@@ -326,8 +326,11 @@ mod tests {
         // Values from CLUSTER KEYSLOT on a real server.
         assert_eq!(slot(b"foo"), 12182);
         assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
-        assert_eq!(slot(b"123456789"), 0x31C3 % 16384);
-        assert_eq!(slot(b"{}x"), slot(b"{}x"));
+        assert_eq!(slot(b"123456789"), 12739);
+        assert_eq!(slot(b"parley:all:0"), 10791);
+        // An empty tag is no tag: the whole key counts.
+        assert_eq!(slot(b"{}a"), 10875);
+        assert_eq!(slot(b"{a}x"), 15495);
     }
 
     #[test]

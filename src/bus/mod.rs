@@ -168,9 +168,14 @@ impl Bus {
         let pushes = self.backend.take_pushes();
         let first = if pushes.is_some() {
             let subs = self.subscriptions();
-            for ch in &subs {
-                tracing::info!(channel = %ch, slot = backend::slot(ch.as_bytes()), "cluster bus: sharded channel");
-            }
+            let inbox = self.node_channel(&self.node_id);
+            tracing::info!(
+                inbox = %inbox,
+                inbox_slot = backend::slot(inbox.as_bytes()),
+                broadcasts = %self.broadcast_channel,
+                broadcasts_slot = backend::slot(self.broadcast_channel.as_bytes()),
+                "cluster bus: sharded pub/sub on a Redis Cluster"
+            );
             if let Err(e) = self.ssubscribe(&subs).await {
                 tracing::warn!(error = %e, "cluster bus: cannot subscribe at start; retrying");
             }
