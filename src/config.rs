@@ -109,6 +109,17 @@ pub struct ActorConfig {
     pub receipt_summary_interval_ms: u64,
 }
 
+/// The forms of `cluster.bus` (`bus::backend` opens them): one Redis, a Redis Cluster, the
+/// primary Sentinel names; each also over TLS.
+pub const BUS_SCHEMES: [&str; 6] = [
+    "redis://",
+    "rediss://",
+    "redis+cluster://",
+    "rediss+cluster://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+];
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
@@ -249,7 +260,7 @@ impl Config {
             );
         }
         let c = &self.cluster;
-        if !c.bus.is_empty() && !crate::bus::is_bus_url(&c.bus) {
+        if !c.bus.is_empty() && !BUS_SCHEMES.iter().any(|s| c.bus.starts_with(s)) {
             return Err(
                 "cluster.bus must be empty (one node) or a redis://, rediss://, \
                  redis+cluster://, redis+sentinel:// URL (docs/deployment)"

@@ -29,8 +29,6 @@ pub mod frame;
 mod publish;
 mod subscribe;
 
-pub use backend::is_bus_url;
-
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
 use backend::{Backend, Conn, IO_TIMEOUT};
