@@ -130,6 +130,17 @@ pub struct ActorConfig {
     pub receipt_summary_interval_ms: u64,
 }
 
+/// The forms of `cluster.bus` (`bus::backend` opens them): one Redis, a Redis Cluster, the
+/// primary Sentinel names; each also over TLS.
+pub const BUS_SCHEMES: [&str; 6] = [
+    "redis://",
+    "rediss://",
+    "redis+cluster://",
+    "rediss+cluster://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+];
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
@@ -138,6 +149,8 @@ pub struct ClusterConfig {
     pub heartbeat_ms: u64,
     pub node_ttl_ms: u64,
     pub forward_timeout_ms: u64,
+    /// PEM file of the CAs for a TLS bus (empty: the system's roots).
+    pub tls_ca: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -294,8 +307,12 @@ impl Config {
             );
         }
         let c = &self.cluster;
-        if !c.bus.is_empty() && !c.bus.starts_with("redis://") {
-            return Err("cluster.bus must be empty (one node) or a redis:// URL".into());
+        if !c.bus.is_empty() && !BUS_SCHEMES.iter().any(|s| c.bus.starts_with(s)) {
+            return Err(
+                "cluster.bus must be empty (one node) or a redis://, rediss://, \
+                 redis+cluster://, redis+sentinel:// URL (docs/deployment)"
+                    .into(),
+            );
         }
         if c.heartbeat_ms == 0 || c.node_ttl_ms < 2 * c.heartbeat_ms || c.forward_timeout_ms == 0 {
             return Err("cluster: need heartbeat_ms > 0, node_ttl_ms >= 2 x heartbeat_ms".into());

@@ -28,7 +28,9 @@ enum Cmd {
         /// A TOML file merged over the defaults (see `parley config`).
         #[arg(long, env = "PARLEY_CONFIG")]
         config: Option<PathBuf>,
-        /// Join a cluster over this Redis (redis://host:6379/0); overrides `cluster.bus`.
+        /// Join a cluster over this Redis: redis://host:6379/0, rediss://…, a Redis Cluster
+        /// (redis+cluster://h1:7000,h2:7001) or Sentinel (redis+sentinel://s1:26379/mymaster);
+        /// overrides `cluster.bus`.
         #[arg(long, env = "PARLEY_BUS")]
         bus: Option<String>,
         /// The store: scylla://host1:9042,host2:9042/keyspace (default: SQLite in the data

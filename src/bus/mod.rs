@@ -1,4 +1,5 @@
-//! The bus between nodes of a cluster, over Redis.
+//! The bus between nodes of a cluster, over Redis (one server, a Sentinel-managed primary, or
+//! a Redis Cluster: `backend`).
 //!
 //! It exists so that nodes need to know nothing about each other's addresses: every node
 //! registers in Redis, subscribes once, and publishes. It carries three things, and owns the
@@ -9,7 +10,13 @@
 //! - **Frames.** One subscriber connection per node, on two channels: `{prefix}:all`
 //!   (broadcasts: fan-out, receipts, presence) and `{prefix}:node:{id}` (requests forwarded to
 //!   this node as a conversation's owner, and replies). Publishes go through one queue and one
-//!   task, in order, pipelined in batches.
+//!   task, in order, pipelined in batches (`publish`).
+//! - **On a Redis Cluster** the same, with sharded pub/sub: `{prefix}:node:{id}` lands on the
+//!   slot of its name, and broadcasts are spread over `BROADCAST_CHANNELS` channels placed one
+//!   per 1/16 of the slot space (so across every shard); each node publishes its broadcasts on
+//!   one of them (chosen by its id: its broadcasts stay in order) and subscribes to all. The
+//!   membership and presence keys share the hash tag `{prefix}`, so the heartbeat script and
+//!   the presence pipeline stay on one slot.
 //! - **Presence.** The users with sessions on a node: a Redis set per node whose TTL the
 //!   heartbeat renews, so a dead node's users expire with it.
 //!
@@ -17,14 +24,16 @@
 //! is called whenever frames may have been missed (a new subscription, another node that could
 //! not publish), and the layer above repairs from the store, which is the source of truth.
 
+mod backend;
 pub mod frame;
+mod publish;
+mod subscribe;
 
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
+use backend::{Backend, Conn, IO_TIMEOUT};
 use frame::NodeFrame;
-use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
+use publish::Batch;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -51,7 +60,8 @@ enum Op {
 
 /// Publishes queued beyond this are dropped (and trigger a cluster-wide resync).
 const OP_QUEUE: usize = 65_536;
-const IO_TIMEOUT: Duration = Duration::from_secs(1);
+/// Broadcast channels on a Redis Cluster, one per 1/16 of the slot space.
+const BROADCAST_CHANNELS: u16 = 16;
 
 /// Renews this node's membership, drops expired nodes, keeps the node's user set alive, and
 /// returns the live nodes. Redis's clock is the only clock involved.
@@ -67,9 +77,12 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 pub struct Bus {
     node_id: NodeId,
     cfg: ClusterConfig,
-    client: redis::Client,
-    /// For heartbeats and queries; the publisher task has its own connection.
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    backend: Backend,
+    /// For heartbeats and queries; the publisher task has its own connection (on a Redis
+    /// Cluster both are the one cluster connection).
+    conn: tokio::sync::Mutex<Option<Conn>>,
+    /// Where this node publishes its broadcasts.
+    broadcast_channel: String,
     ops: mpsc::Sender<Op>,
     ops_rx: Mutex<Option<mpsc::Receiver<Op>>>,
     live: RwLock<Arc<Vec<NodeId>>>,
@@ -82,15 +95,22 @@ pub struct Bus {
 
 impl Bus {
     pub fn new(cfg: &ClusterConfig, metrics: Arc<Metrics>) -> Result<Arc<Bus>, String> {
-        let client = redis::Client::open(cfg.bus.as_str())
-            .map_err(|e| format!("cluster.bus {}: {e}", cfg.bus))?;
+        let backend = Backend::open(&cfg.bus, &cfg.tls_ca)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let node_id: NodeId = Arc::from(&id[..12]);
         let (tx, rx) = mpsc::channel(OP_QUEUE);
+        let broadcast_channel = if backend.sharded() {
+            let all = broadcast_channels(&cfg.prefix);
+            all[(score(&node_id, "broadcast") % all.len() as u64) as usize].clone()
+        } else {
+            format!("{}:all", cfg.prefix)
+        };
         Ok(Arc::new(Bus {
-            node_id: Arc::from(&id[..12]),
+            node_id,
             cfg: cfg.clone(),
-            client,
+            backend,
             conn: Default::default(),
+            broadcast_channel,
             ops: tx,
             ops_rx: Mutex::new(Some(rx)),
             live: Default::default(),
@@ -110,8 +130,13 @@ impl Bus {
         &self.node_id
     }
 
+    /// A membership or presence key; on a Redis Cluster they all share the slot of `{prefix}`.
     fn key(&self, k: &str) -> String {
-        format!("{}:{k}", self.cfg.prefix)
+        if self.backend.sharded() {
+            format!("{{{}}}:{k}", self.cfg.prefix)
+        } else {
+            format!("{}:{k}", self.cfg.prefix)
+        }
     }
 
     fn node_channel(&self, node: &str) -> String {
@@ -119,7 +144,18 @@ impl Bus {
     }
 
     fn users_key(&self, node: &str) -> String {
-        format!("{}:users:{node}", self.cfg.prefix)
+        self.key(&format!("users:{node}"))
+    }
+
+    /// Every channel this node listens on: the broadcasts and its own.
+    fn subscriptions(&self) -> Vec<String> {
+        let mut all = if self.backend.sharded() {
+            broadcast_channels(&self.cfg.prefix)
+        } else {
+            vec![self.broadcast_channel.clone()]
+        };
+        all.push(self.node_channel(&self.node_id));
+        all
     }
 
     /// Registers this node (one heartbeat, so that it knows the live set before it serves) and
@@ -127,11 +163,28 @@ impl Bus {
     pub async fn start(self: &Arc<Self>, inbound: Arc<dyn Inbound>) {
         // Subscribe first: once this node is in the live set, others forward requests to its
         // channel, and a frame published before the subscription exists is lost.
-        let first = match self.subscribe().await {
-            Ok(ps) => Some(ps),
-            Err(e) => {
+        let pushes = self.backend.take_pushes();
+        let first = if pushes.is_some() {
+            let subs = self.subscriptions();
+            let inbox = self.node_channel(&self.node_id);
+            tracing::info!(
+                inbox = %inbox,
+                inbox_slot = backend::slot(inbox.as_bytes()),
+                broadcasts = %self.broadcast_channel,
+                broadcasts_slot = backend::slot(self.broadcast_channel.as_bytes()),
+                "cluster bus: sharded pub/sub on a Redis Cluster"
+            );
+            if let Err(e) = self.ssubscribe(&subs).await {
                 tracing::warn!(error = %e, "cluster bus: cannot subscribe at start; retrying");
-                None
+            }
+            None
+        } else {
+            match self.subscribe().await {
+                Ok(ps) => Some(ps),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster bus: cannot subscribe at start; retrying");
+                    None
+                }
             }
         };
         let ok = match tokio::time::timeout(IO_TIMEOUT * 2, self.beat(&*inbound, false)).await {
@@ -146,7 +199,12 @@ impl Bus {
         let rx = self.ops_rx.lock().unwrap().take().expect("started once");
         // spawn_local: the inbound handlers start actors, which need the actix thread.
         tokio::task::spawn_local(self.clone().publisher(rx));
-        tokio::task::spawn_local(self.clone().subscriber(inbound.clone(), first));
+        match pushes {
+            Some(p) => {
+                tokio::task::spawn_local(self.clone().sharded_subscriber(inbound.clone(), p))
+            }
+            None => tokio::task::spawn_local(self.clone().subscriber(inbound.clone(), first)),
+        };
         tokio::task::spawn_local(self.clone().heartbeat(inbound));
     }
 
@@ -158,12 +216,11 @@ impl Bus {
     }
 
     async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
-        let all = self.key("all");
-        let mine = self.node_channel(&self.node_id);
         let sub = async {
-            let mut ps = self.client.get_async_pubsub().await?;
-            ps.subscribe(&all).await?;
-            ps.subscribe(&mine).await?;
+            let mut ps = self.backend.pubsub().await?;
+            for ch in self.subscriptions() {
+                ps.subscribe(&ch).await?;
+            }
             redis::RedisResult::Ok(ps)
         };
         match tokio::time::timeout(IO_TIMEOUT * 2, sub).await {
@@ -200,8 +257,7 @@ impl Bus {
     }
 
     pub fn broadcast(&self, frame: NodeFrame) {
-        let channel = self.key("all");
-        self.publish_on(channel, frame);
+        self.publish_on(self.broadcast_channel.clone(), frame);
     }
 
     pub fn send_to(&self, node: &str, frame: NodeFrame) {
@@ -264,19 +320,19 @@ impl Bus {
     /// others take over this node's conversations without waiting for the TTL.
     pub async fn leave(&self) {
         self.leaving.store(true, Ordering::Release);
-        let mut pipe = redis::pipe();
-        pipe.zrem(self.key("nodes"), &*self.node_id)
+        let mut batch = Batch::new(self.backend.sharded());
+        let nodes = self.key("nodes");
+        batch
+            .on(&nodes)
+            .zrem(&nodes, &*self.node_id)
             .ignore()
             .del(self.users_key(&self.node_id))
-            .ignore()
-            .publish(
-                self.key("all"),
-                frame::encode(&self.node_id, NodeFrame::Left),
-            )
             .ignore();
+        let left = frame::encode(&self.node_id, NodeFrame::Left);
+        batch.publish(&self.broadcast_channel, &left);
         let res = async {
-            let mut c = self.conn().await?;
-            pipe.query_async::<()>(&mut c).await
+            let c = self.conn().await?;
+            batch.run(&c).await
         };
         match tokio::time::timeout(IO_TIMEOUT * 2, res).await {
             Ok(Ok(())) => tracing::info!(node = %self.node_id, "left the cluster"),
@@ -285,16 +341,11 @@ impl Bus {
         }
     }
 
-    async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
-        let cfg = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(IO_TIMEOUT))
-            .set_response_timeout(Some(IO_TIMEOUT));
-        self.client
-            .get_multiplexed_async_connection_with_config(&cfg)
-            .await
+    async fn connect(&self) -> redis::RedisResult<Conn> {
+        self.backend.connect().await
     }
 
-    async fn conn(&self) -> redis::RedisResult<MultiplexedConnection> {
+    async fn conn(&self) -> redis::RedisResult<Conn> {
         let mut g = self.conn.lock().await;
         if let Some(c) = g.as_ref() {
             return Ok(c.clone());
@@ -388,135 +439,22 @@ impl Bus {
             self.metrics.bus_up.set(self.healthy() as i64);
         }
     }
+}
 
-    async fn publisher(self: Arc<Self>, mut rx: mpsc::Receiver<Op>) {
-        let mut conn: Option<MultiplexedConnection> = None;
-        let mut buf = Vec::with_capacity(256);
-        let ttl = self.cfg.node_ttl_ms as i64;
-        let users_key = self.users_key(&self.node_id);
-        while rx.recv_many(&mut buf, 256).await > 0 {
-            if conn.is_none() {
-                conn = self.connect().await.ok();
-            }
-            let Some(c) = conn.as_mut() else {
-                self.lost_publish.store(true, Ordering::Release);
-                buf.clear();
-                continue;
-            };
-            let mut pipe = redis::pipe();
-            let mut n = 0u64;
-            for op in buf.drain(..) {
-                match op {
-                    Op::Publish { channel, payload } => {
-                        n += 1;
-                        pipe.publish(channel, payload).ignore();
-                    }
-                    Op::Online(u) => {
-                        pipe.sadd(&users_key, u)
-                            .ignore()
-                            .pexpire(&users_key, ttl)
-                            .ignore();
-                    }
-                    Op::Offline(u) => {
-                        pipe.srem(&users_key, u).ignore();
-                    }
-                }
-            }
-            if self.lost_publish.swap(false, Ordering::AcqRel) {
-                // Frames were dropped while Redis was away: every node repairs from the store.
-                pipe.publish(
-                    self.key("all"),
-                    frame::encode(&self.node_id, NodeFrame::Resync),
-                )
-                .ignore();
-            }
-            match pipe.query_async::<()>(c).await {
-                Ok(()) => {
-                    self.metrics.bus_published.inc_by(n);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cluster bus: publish failed");
-                    self.lost_publish.store(true, Ordering::Release);
-                    conn = None;
-                }
-            }
-        }
+/// The broadcast channels of a Redis Cluster: `{prefix}:all:{n}`, the first `n` whose slot
+/// falls in each 1/16 of the slot space, so that they spread over the shards (every node
+/// computes the same list).
+fn broadcast_channels(prefix: &str) -> Vec<String> {
+    let width = 16384 / BROADCAST_CHANNELS;
+    let mut found: Vec<Option<String>> = vec![None; BROADCAST_CHANNELS as usize];
+    let mut n = 0u32;
+    while found.iter().any(Option::is_none) {
+        let ch = format!("{prefix}:all:{n}");
+        let bucket = (backend::slot(ch.as_bytes()) / width) as usize;
+        found[bucket].get_or_insert(ch);
+        n += 1;
     }
-
-    async fn subscriber(
-        self: Arc<Self>,
-        inbound: Arc<dyn Inbound>,
-        mut first: Option<redis::aio::PubSub>,
-    ) {
-        let mut warned = false;
-        loop {
-            let ps = match first.take() {
-                Some(ps) => Ok(ps),
-                None => self.subscribe().await,
-            };
-            match ps {
-                Ok(ps) => {
-                    warned = false;
-                    self.subscribed.store(true, Ordering::Release);
-                    tracing::info!(node = %self.node_id, "cluster bus: subscribed");
-                    // Whatever was published before this point is in the store: repair from it.
-                    inbound.resync();
-                    let (mut sink, mut stream) = ps.split();
-                    // A subscription can also die silently (a hung server): ping it. (While
-                    // subscribed, PING answers ["pong", ""], not +PONG.)
-                    let mut ping = tokio::time::interval(IO_TIMEOUT);
-                    loop {
-                        tokio::select! {
-                            m = stream.next() => match m {
-                                Some(msg) => self.on_message(msg.get_payload_bytes(), &*inbound),
-                                None => break,
-                            },
-                            _ = ping.tick() => {
-                                let pong = tokio::time::timeout(IO_TIMEOUT * 2, sink.ping::<redis::Value>()).await;
-                                if !matches!(pong, Ok(Ok(_))) {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    self.subscribed.store(false, Ordering::Release);
-                    tracing::warn!("cluster bus: subscription lost; reconnecting");
-                }
-                Err(e) if !warned => {
-                    warned = true;
-                    tracing::warn!(error = %e, "cluster bus: cannot subscribe; retrying");
-                }
-                Err(_) => {}
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    fn on_message(&self, bytes: &[u8], inbound: &dyn Inbound) {
-        let (from, frame) = match frame::decode(bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = ?e, "cluster bus: frame refused");
-                return;
-            }
-        };
-        if *from == *self.node_id {
-            return; // our own broadcast
-        }
-        self.metrics.bus_received.inc();
-        if let NodeFrame::Left = frame {
-            tracing::info!(node = %from, "node left the cluster");
-            let live = self
-                .live()
-                .iter()
-                .filter(|n| ***n != *from)
-                .cloned()
-                .collect();
-            self.set_live(live, inbound);
-            return;
-        }
-        inbound.frame(&from, frame);
-    }
+    found.into_iter().flatten().collect()
 }
 
 /// Rendezvous score of (node, key): a fixed hash (FNV-1a, then a 64-bit finaliser), so every

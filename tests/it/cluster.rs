@@ -21,14 +21,20 @@ const WINDOW: usize = 4;
 /// cores, and a heartbeat starved past the (test-short) TTL would only add noise.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+pub(crate) async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     SERIAL.lock().await
 }
 
 /// `n` nodes with the per-connection rate limit lifted (the load is a fast windowed stream).
 fn cluster(n: usize) -> TestServer {
+    cluster_on(n, BusKind::Redis)
+}
+
+/// The same over a bus of this kind.
+pub(crate) fn cluster_on(n: usize, bus: BusKind) -> TestServer {
     TestServer::builder()
         .nodes(n)
+        .bus(bus)
         .config("[limits]\nrate_per_sec = 100000\nrate_burst = 100000\nuser_rate_per_sec = 100000\nuser_rate_burst = 100000")
         .start()
 }
@@ -65,7 +71,7 @@ async fn connect_any(addrs: &[String], start: usize, token: &str) -> Client {
     panic!("no node accepted a connection for 30 s");
 }
 
-struct SenderReport {
+pub(crate) struct SenderReport {
     acked: HashMap<String, u64>,
     /// Longest time without an ack while sends were outstanding: the recovery time the client
     /// saw.
@@ -224,7 +230,7 @@ async fn receiver(
 
 /// Runs the standard load over `s` (sender and receiver of each stream on different nodes),
 /// calls `disrupt` once a quarter of the messages are acked, and checks everything after.
-async fn load_through<F, Fut>(s: &mut TestServer, disrupt: F) -> Vec<SenderReport>
+pub(crate) async fn load_through<F, Fut>(s: &mut TestServer, disrupt: F) -> Vec<SenderReport>
 where
     F: FnOnce(Arc<Vec<String>>) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -318,13 +324,13 @@ where
     reports
 }
 
-fn report(name: &str, reports: &[SenderReport]) {
+pub(crate) fn report(name: &str, reports: &[SenderReport]) {
     let stall = reports.iter().map(|r| r.max_stall).max().unwrap();
     let reconnects: usize = reports.iter().map(|r| r.reconnects).sum();
     eprintln!("{name}: longest ack stall seen by a sender {stall:?}, reconnects {reconnects}");
 }
 
-async fn ready(addr: &str) -> u16 {
+pub(crate) async fn ready(addr: &str) -> u16 {
     let url = format!("http://{addr}/readyz");
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -342,7 +348,7 @@ async fn ready(addr: &str) -> u16 {
     .unwrap()
 }
 
-async fn wait_ready(addrs: &[String], want: u16, within: Duration) {
+pub(crate) async fn wait_ready(addrs: &[String], want: u16, within: Duration) {
     let t = Instant::now();
     loop {
         let mut all = true;

@@ -1,13 +1,16 @@
-//! The test harness: real server processes (`server`), a real Redis (`redis`), a WebSocket
+//! The test harness: real server processes (`server`), a real Redis (`redis`; a Redis Cluster
+//! or a Sentinel set: `redis_cluster`), a WebSocket
 //! client (`client`), and small helpers for waiting on conditions and checking errors.
 #![allow(dead_code)]
 
 mod client;
 mod redis;
+mod redis_cluster;
 mod server;
 
 pub use client::*;
 pub use redis::Redis;
+pub use redis_cluster::{RedisCluster, Sentinels, SentinelsWith};
 pub use server::*;
 
 use serde_json::Value;

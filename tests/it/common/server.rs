@@ -4,6 +4,7 @@
 
 use super::client::{Client, Dev};
 use super::redis::Redis;
+use super::redis_cluster::{RedisCluster, Sentinels};
 use super::{free_port, get_json, readyz, wait_until};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -32,6 +33,9 @@ pub struct TestServer {
     /// The other nodes of a cluster (this one is node 0); they share `dir` and `redis`.
     pub peers: Vec<TestServer>,
     pub redis: Option<Redis>,
+    /// The Redis Cluster or Sentinel set instead of `redis` (`BusKind`).
+    pub redis_cluster: Option<RedisCluster>,
+    pub sentinels: Option<Sentinels>,
     /// Round-robin over the nodes for `ws` and `http`, so that a cluster's clients spread.
     rr: std::sync::atomic::AtomicUsize,
     pub log_name: String,
@@ -43,6 +47,7 @@ pub struct TestServer {
 pub struct Builder {
     extra: String,
     nodes: Option<usize>,
+    bus: Option<BusKind>,
     data_dir: Option<PathBuf>,
     nofile: Option<u64>,
 }
@@ -56,11 +61,36 @@ pub fn default_nodes() -> usize {
         .unwrap_or(1)
 }
 
+/// What a cluster of test nodes runs its bus on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BusKind {
+    /// One `redis-server`.
+    Redis,
+    /// A Redis Cluster of 3 primaries with a replica each (sharded pub/sub).
+    Cluster,
+    /// A primary and a replica behind 3 sentinels.
+    Sentinel,
+}
+
+/// The bus of test clusters: `PARLEY_TEST_BUS` (`cluster`, `sentinel`; default one Redis).
+/// `scripts/test` reruns the contract suite on 3 nodes over a Redis Cluster with it.
+pub fn default_bus() -> BusKind {
+    match std::env::var("PARLEY_TEST_BUS").as_deref() {
+        Ok("cluster") => BusKind::Cluster,
+        Ok("sentinel") => BusKind::Sentinel,
+        _ => BusKind::Redis,
+    }
+}
+
 /// Cluster settings for tests: fast heartbeats so that deaths are noticed in about a second.
 pub fn cluster_config(redis: &Redis) -> String {
+    bus_config(&redis.url())
+}
+
+/// The same settings over any bus URL.
+pub fn bus_config(url: &str) -> String {
     format!(
-        "[cluster]\nbus = \"{}\"\nheartbeat_ms = 200\nnode_ttl_ms = 1200\nforward_timeout_ms = 3000\n",
-        redis.url()
+        "[cluster]\nbus = \"{url}\"\nheartbeat_ms = 200\nnode_ttl_ms = 1200\nforward_timeout_ms = 3000\n"
     )
 }
 
@@ -74,6 +104,11 @@ impl Builder {
     /// A cluster of `n` nodes on one Redis and one data directory.
     pub fn nodes(mut self, n: usize) -> Self {
         self.nodes = Some(n);
+        self
+    }
+    /// The bus of a cluster (default: `default_bus`).
+    pub fn bus(mut self, kind: BusKind) -> Self {
+        self.bus = Some(kind);
         self
     }
     /// Keeps the node's data in `dir` (logs and config stay in the temporary directory).
@@ -91,9 +126,16 @@ impl Builder {
         let n = self.nodes.unwrap_or_else(default_nodes);
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let redis = (n > 1).then(Redis::start);
-        let extra = match &redis {
-            Some(r) => format!("{}\n{}", cluster_config(r), self.extra),
+        let kind = self.bus.unwrap_or_else(default_bus);
+        let (mut redis, mut redis_cluster, mut sentinels) = (None, None, None);
+        let url = match kind {
+            _ if n < 2 => None,
+            BusKind::Redis => Some(redis.insert(Redis::start()).url()),
+            BusKind::Cluster => Some(redis_cluster.insert(RedisCluster::start(3, 1)).url()),
+            BusKind::Sentinel => Some(sentinels.insert(Sentinels::start()).url()),
+        };
+        let extra = match url {
+            Some(u) => format!("{}\n{}", bus_config(&u), self.extra),
             None => self.extra,
         };
         let mut s = TestServer::new_node(dir, extra, 0);
@@ -106,6 +148,8 @@ impl Builder {
             s._tmp = Some(tmp);
         }
         s.redis = redis;
+        s.redis_cluster = redis_cluster;
+        s.sentinels = sentinels;
         s.spawn();
         for i in 1..n {
             let mut p = TestServer::new_node(s.dir.clone(), s.extra.clone(), i);
@@ -124,6 +168,7 @@ impl TestServer {
         Builder {
             extra: String::new(),
             nodes: None,
+            bus: None,
             data_dir: None,
             nofile: None,
         }
@@ -138,6 +183,8 @@ impl TestServer {
             extra,
             peers: Vec::new(),
             redis: None,
+            redis_cluster: None,
+            sentinels: None,
             rr: Default::default(),
             data_dir: None,
             nofile: None,

@@ -3,5 +3,5 @@
 //! (`bridge`): real `parley serve` and `parley push` processes against the same fakes.
 
 mod bridge;
-mod fakes;
+pub(crate) mod fakes;
 mod providers;

@@ -72,6 +72,15 @@ impl TestCa {
         }
     }
 
+    /// The leaf and its key as PEM files (for a server that reads files: redis-server).
+    pub fn write_leaf(&self) -> (PathBuf, PathBuf) {
+        let cert = self._dir.path().join("leaf.pem");
+        let key = self._dir.path().join("leaf.key");
+        std::fs::write(&cert, pem("CERTIFICATE", &self.leaf)).unwrap();
+        std::fs::write(&key, pem("PRIVATE KEY", &self.leaf_key)).unwrap();
+        (cert, key)
+    }
+
     /// A TLS acceptor with the leaf, offering `alpn`.
     pub fn acceptor(&self, alpn: &[&[u8]]) -> TlsAcceptor {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
