@@ -11,7 +11,7 @@ use crate::domain::{ConvRequest, ConvResult};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of `NodeFrame` or of the domain types it carries.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum NodeFrame {
