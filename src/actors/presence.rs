@@ -21,9 +21,10 @@ pub async fn across_block(store: &dyn Store, user: &str) -> StoreResult<HashSet<
 }
 
 /// `by` blocked (or unblocked) `other`; the block is stored. On a block each is told the
-/// other is offline, so a presence already shown is taken back. On an unblock, when no block
-/// is left between them and they share a conversation, each is told the other's presence if
-/// the other is online. Errors are logged here: presence is a hint, the block itself stands.
+/// other, if online, is offline, so a presence already shown is taken back. On an unblock,
+/// when no block is left between them and they share a conversation, each is told the
+/// other's presence if the other is online. Errors are logged here: presence is a hint, the
+/// block itself stands.
 pub async fn block_changed(core: &Core, by: &str, other: &str, blocked: bool) {
     if let Err(e) = tell(core, by, other, blocked).await {
         tracing::debug!(error = %e, "presence after a block change not sent");
@@ -31,22 +32,17 @@ pub async fn block_changed(core: &Core, by: &str, other: &str, blocked: bool) {
 }
 
 async fn tell(core: &Core, by: &str, other: &str, blocked: bool) -> StoreResult<()> {
-    let pair = [(by, other), (other, by)];
-    if blocked {
-        for (who, to) in pair {
-            core.send_frame(&[to.to_string()], &view::presence(who, false, None), Devices::All);
-        }
-        return Ok(());
-    }
-    if across_block(&*core.store, by).await?.contains(other)
-        || !core.store.contacts_of_user(by).await?.iter().any(|c| c == other)
+    if !blocked
+        && (across_block(&*core.store, by).await?.contains(other)
+            || !core.store.contacts_of_user(by).await?.iter().any(|c| c == other))
     {
         return Ok(());
     }
-    for (who, to) in pair {
+    for (who, to) in [(by, other), (other, by)] {
         let me = [who.to_string()];
         if core.hub.is_online(who) || core.peers.online_elsewhere(&me).await[0] {
-            core.send_frame(&[to.to_string()], &view::presence(who, true, None), Devices::All);
+            let frame = view::presence(who, !blocked, None);
+            core.send_frame(&[to.to_string()], &frame, Devices::All);
         }
     }
     Ok(())

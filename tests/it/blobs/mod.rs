@@ -11,12 +11,11 @@ use sha2::Digest;
 
 pub use s3::S3Server;
 
-/// Bytes that sniff as PNG, `n` long, varied by `seed`.
-pub fn png(n: usize, seed: u8) -> Vec<u8> {
-    let mut v = vec![
-        0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, b'I', b'H', b'D', b'R',
-    ];
-    v.extend((0..n.saturating_sub(16)).map(|i| ((i * 7 + seed as usize) % 251) as u8));
+/// Bytes that sniff as PDF, `n` long, varied by `seed`: a type whose bytes are checked but
+/// stored as sent (images are processed, so their stored bytes differ from the upload's).
+pub fn pdf(n: usize, seed: u8) -> Vec<u8> {
+    let mut v = b"%PDF-1.7\n%\xe2\xe3\n".to_vec();
+    v.extend((0..n.saturating_sub(v.len())).map(|i| ((i * 7 + seed as usize) % 251) as u8));
     v
 }
 
@@ -60,16 +59,16 @@ async fn get(
 pub async fn contract(s: &TestServer) {
     let a = s.user("alice").await;
     let b = s.user("bob").await;
-    let bytes = png(300_000, 1);
+    let bytes = pdf(300_000, 1);
     let sha = hex::encode(sha2::Sha256::digest(&bytes));
-    let info = upload(s, &a.token, "image/png", &bytes).await;
+    let info = upload(s, &a.token, "application/pdf", &bytes).await;
     assert_eq!(info["sha256"], sha);
     let fid = info["file_id"].as_str().unwrap();
 
     let (st, body, hs) = get(s, &a.token, fid, vec![]).await;
     assert_eq!(st, 200);
     assert!(body == bytes, "whole blob differs");
-    assert_eq!(header(&hs, "content-type"), Some("image/png"));
+    assert_eq!(header(&hs, "content-type"), Some("application/pdf"));
     assert_eq!(header(&hs, "accept-ranges"), Some("bytes"));
     let etag = header(&hs, "etag").expect("etag").to_string();
     assert_eq!(etag, format!("\"{sha}\""));
@@ -103,7 +102,7 @@ pub async fn contract(s: &TestServer) {
 
     // Bob uploads the same bytes: the same answer shape as any new upload (201, a new file
     // id), and still no access to Alice's file.
-    let info_b = upload(s, &b.token, "image/png", &bytes).await;
+    let info_b = upload(s, &b.token, "application/pdf", &bytes).await;
     assert_ne!(info_b["file_id"], info["file_id"]);
     assert_eq!(info_b["sha256"], sha);
     let (st, _, _) = get(s, &b.token, fid, vec![]).await;
@@ -123,7 +122,7 @@ async fn blobs_contract_on_local_disk() {
         .start();
     contract(&s).await;
     // Today's layout: <data_dir>/files/ab/cd/<sha256>.
-    let sha = hex::encode(sha2::Sha256::digest(png(300_000, 1)));
+    let sha = hex::encode(sha2::Sha256::digest(pdf(300_000, 1)));
     let path = s
         .dir
         .join("files")
@@ -145,7 +144,7 @@ async fn blobs_contract_on_s3() {
         ))
         .start();
     contract(&s).await;
-    let sha = hex::encode(sha2::Sha256::digest(png(300_000, 1)));
+    let sha = hex::encode(sha2::Sha256::digest(pdf(300_000, 1)));
     assert!(s3.has(&sha), "the object is in the bucket");
     assert!(
         !s.dir.join("files").join(&sha[0..2]).exists(),
@@ -162,10 +161,10 @@ async fn s3_file_uploaded_on_one_node_is_read_on_another() {
     };
     let s = TestServer::builder().nodes(2).config(&s3.config()).start();
     let a = s.user("alice").await;
-    let bytes = png(70_000, 9);
+    let bytes = pdf(70_000, 9);
     let n0 = TestServer::external(&s.node(0).addr);
     let n1 = TestServer::external(&s.node(1).addr);
-    let info = upload(&n0, &a.token, "image/png", &bytes).await;
+    let info = upload(&n0, &a.token, "application/pdf", &bytes).await;
     let fid = info["file_id"].as_str().unwrap();
     let (st, body, _) = get(&n1, &a.token, fid, vec![("Range", "bytes=10-")]).await;
     assert_eq!(st, 206);
@@ -186,14 +185,14 @@ async fn s3_retraction_deletes_the_object_when_nothing_refers_to_it() {
     let a = s.user("alice").await;
     let b = s.user("bob").await;
     let conv = s.direct(&a, &b).await;
-    let bytes = png(20_000, 4);
-    let f1 = upload(&s, &a.token, "image/png", &bytes).await;
+    let bytes = pdf(20_000, 4);
+    let f1 = upload(&s, &a.token, "application/pdf", &bytes).await;
     let sha = f1["sha256"].as_str().unwrap().to_string();
     let mut wa = s.ws(&a).await;
     wa.send(serde_json::json!({"type": "send", "id": "p", "conversation_id": conv, "attachments": [{"file_id": f1["file_id"]}]}))
         .await;
     assert_eq!(wa.next_where(|v| v["id"] == "p").await["type"], "ack");
-    let f2 = upload(&s, &b.token, "image/png", &bytes).await;
+    let f2 = upload(&s, &b.token, "application/pdf", &bytes).await;
     assert!(s3.has(&sha));
     wa.send(serde_json::json!({"type": "delete", "id": "d", "conversation_id": conv, "seq": 1, "scope": "everyone"}))
         .await;
@@ -204,7 +203,7 @@ async fn s3_retraction_deletes_the_object_when_nothing_refers_to_it() {
     let (st, body, _) = get(&s, &b.token, f2["file_id"].as_str().unwrap(), vec![]).await;
     assert!(st == 200 && body == bytes);
     // Bytes only one file uses: the object goes with the retraction.
-    let f3 = upload(&s, &a.token, "image/png", &png(20_000, 5)).await;
+    let f3 = upload(&s, &a.token, "application/pdf", &pdf(20_000, 5)).await;
     let sha3 = f3["sha256"].as_str().unwrap().to_string();
     wa.send(serde_json::json!({"type": "send", "id": "p3", "conversation_id": conv, "attachments": [{"file_id": f3["file_id"]}]}))
         .await;

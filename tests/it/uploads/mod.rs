@@ -4,7 +4,7 @@
 
 mod tuspy;
 
-use crate::blobs::png;
+use crate::blobs::pdf;
 use crate::common::*;
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -154,8 +154,8 @@ async fn tus_create_patch_head_complete_and_terminate() {
         .await;
     assert_eq!(st, 401);
 
-    let bytes = png(200_000, 3);
-    let at = create(&s, &a.token, bytes.len(), "image/png").await;
+    let bytes = pdf(200_000, 3);
+    let at = create(&s, &a.token, bytes.len(), "application/pdf").await;
     assert!(at.starts_with("/v1/uploads/"), "{at}");
     assert_eq!(offset_of(&s, &a.token, &at).await, Some(0));
     let (_, hs) = head(&s, &a.token, &at).await;
@@ -220,7 +220,7 @@ async fn tus_create_patch_head_complete_and_terminate() {
 
     // A type that does not match the bytes is refused at completion, and the upload is gone.
     let at2 = create(&s, &a.token, 100, "image/jpeg").await;
-    let (st, _, _) = patch(&s, &a.token, &at2, 0, &png(100, 1)).await;
+    let (st, _, _) = patch(&s, &a.token, &at2, 0, &pdf(100, 1)).await;
     assert_eq!(st, 400);
     assert_eq!(head(&s, &a.token, &at2).await.0, 404);
 
@@ -249,8 +249,8 @@ async fn tus_resumes_after_a_dropped_connection_and_a_node_restart() {
         .config("[limits]\nmax_file_bytes = 4000000")
         .start();
     let a = s.user("alice").await;
-    let bytes = png(3_000_000, 5);
-    let at = create(&s, &a.token, bytes.len(), "image/png").await;
+    let bytes = pdf(3_000_000, 5);
+    let at = create(&s, &a.token, bytes.len(), "application/pdf").await;
 
     // Announce the whole rest, send 1 MB, then drop the connection.
     let addr = s.addr.clone();
@@ -315,8 +315,8 @@ async fn expired_uploads_and_unattached_files_are_swept() {
         .join(at.rsplit('/').next().unwrap());
     assert!(partial.exists());
 
-    let lone = crate::blobs::upload(&s, &a.token, "image/png", &png(5000, 1)).await;
-    let sent = crate::blobs::upload(&s, &a.token, "image/png", &png(5000, 2)).await;
+    let lone = crate::blobs::upload(&s, &a.token, "application/pdf", &pdf(5000, 1)).await;
+    let sent = crate::blobs::upload(&s, &a.token, "application/pdf", &pdf(5000, 2)).await;
     let mut wa = s.ws(&a).await;
     wa.send(json!({"type": "send", "id": "pic", "conversation_id": conv, "attachments": [{"file_id": sent["file_id"]}]}))
         .await;
@@ -355,14 +355,14 @@ async fn the_storage_quota_is_per_user() {
         .start();
     let a = s.user("alice").await;
     let b = s.user("bob").await;
-    let one = png(6000, 1);
-    crate::blobs::upload(&s, &a.token, "image/png", &one).await;
+    let one = pdf(6000, 1);
+    crate::blobs::upload(&s, &a.token, "application/pdf", &one).await;
     let (st, body, _) = s
         .http_raw(
             "POST",
             "/v1/files",
             Some(&a.token),
-            Some(("image/png".into(), png(6000, 2))),
+            Some(("application/pdf".into(), pdf(6000, 2))),
             vec![],
         )
         .await;
@@ -381,9 +381,9 @@ async fn the_storage_quota_is_per_user() {
         .await;
     assert_eq!(st, 413);
     // Bob stores the same bytes (and more): his own quota.
-    crate::blobs::upload(&s, &b.token, "image/png", &one).await;
-    let at = create(&s, &b.token, 3000, "image/png").await;
-    let (st, _, hs) = patch(&s, &b.token, &at, 0, &png(3000, 4)).await;
+    crate::blobs::upload(&s, &b.token, "application/pdf", &one).await;
+    let at = create(&s, &b.token, 3000, "application/pdf").await;
+    let (st, _, hs) = patch(&s, &b.token, &at, 0, &pdf(3000, 4)).await;
     assert_eq!(st, 204);
     assert!(header(&hs, "parley-file-id").is_some());
 }

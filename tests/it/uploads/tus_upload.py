@@ -13,7 +13,7 @@ c = client.TusClient(endpoint, headers={"Authorization": "Bearer " + token})
 up = c.uploader(
     file_path=path,
     chunk_size=chunk,
-    metadata={"filetype": "image/png", "filename": "big.png"},
+    metadata={"filetype": "application/pdf", "filename": "big.pdf"},
     retries=5,
     retry_delay=0.2,
 )

@@ -3,7 +3,7 @@
 //! client asks for the offset and resumes, and the stored file has exactly the file's bytes.
 
 use super::header;
-use crate::blobs::png;
+use crate::blobs::pdf;
 use crate::common::*;
 use sha2::Digest;
 use std::io::{Read, Write};
@@ -76,9 +76,9 @@ async fn tuspy_uploads_a_large_file_across_a_dropped_connection() {
         .config("[limits]\nmax_file_bytes = 20000000")
         .start();
     let a = s.user("alice").await;
-    let bytes = png(6_000_000, 7);
+    let bytes = pdf(6_000_000, 7);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("big.png");
+    let path = dir.path().join("big.pdf");
     std::fs::write(&path, &bytes).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let proxy = listener.local_addr().unwrap();
