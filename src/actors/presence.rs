@@ -15,7 +15,12 @@ use std::collections::HashSet;
 /// The users `user` blocked and the users who blocked `user`: neither side gets the other's
 /// presence or typing.
 pub async fn across_block(store: &dyn Store, user: &str) -> StoreResult<HashSet<String>> {
-    let mut out: HashSet<String> = store.blocks(user).await?.into_iter().map(|(u, _)| u).collect();
+    let mut out: HashSet<String> = store
+        .blocks(user)
+        .await?
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect();
     out.extend(store.blocked_by(user).await?);
     Ok(out)
 }
@@ -34,7 +39,12 @@ pub async fn block_changed(core: &Core, by: &str, other: &str, blocked: bool) {
 async fn tell(core: &Core, by: &str, other: &str, blocked: bool) -> StoreResult<()> {
     if !blocked
         && (across_block(&*core.store, by).await?.contains(other)
-            || !core.store.contacts_of_user(by).await?.iter().any(|c| c == other))
+            || !core
+                .store
+                .contacts_of_user(by)
+                .await?
+                .iter()
+                .any(|c| c == other))
     {
         return Ok(());
     }

@@ -401,7 +401,10 @@ pub fn presence_contacts(
     contacts: Vec<String>,
     hidden: &std::collections::HashSet<String>,
 ) -> Vec<String> {
-    contacts.into_iter().filter(|c| !hidden.contains(c)).collect()
+    contacts
+        .into_iter()
+        .filter(|c| !hidden.contains(c))
+        .collect()
 }
 
 /// Who may be blocked: another user that exists.

@@ -74,7 +74,6 @@ fn declared_type(req: &HttpRequest) -> ApiResult<String> {
         .ok_or_else(|| ApiError::bad_request("set Content-Type to the file's type"))
 }
 
-
 fn too_large(max: u64) -> ApiError {
     ApiError::too_large(format!("files are at most {max} bytes"))
 }

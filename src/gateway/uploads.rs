@@ -271,7 +271,9 @@ pub async fn delete(
 /// Forgets an upload: its partial bytes (if this node has them), then its row.
 pub(super) async fn remove(core: &Core, id: &str) -> ApiResult<()> {
     match tokio::fs::remove_file(partial_path(core, id)).await {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(super::error::io_error(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(super::error::io_error(e))
+        }
         _ => {}
     }
     core.store.delete_upload(id).await?;
@@ -354,7 +356,9 @@ async fn append(
             stopped = Some(ApiError::too_large("the body goes past Upload-Length"));
             break;
         }
-        file.write_all(&chunk).await.map_err(super::error::io_error)?;
+        file.write_all(&chunk)
+            .await
+            .map_err(super::error::io_error)?;
         at += chunk.len() as u64;
     }
     file.sync_data().await.map_err(super::error::io_error)?;

@@ -360,7 +360,10 @@ impl ConvActor {
                 .filter(|u| *u != by.user_id)
                 .filter(|u| !rules::blocked_between(&self.blocks, &by.user_id, u))
                 .collect();
-            (others, st.row.kind == parley_protocol::ConversationKind::Direct)
+            (
+                others,
+                st.row.kind == parley_protocol::ConversationKind::Direct,
+            )
         });
         let (mut others, direct) = match result {
             Ok(v) => v,
