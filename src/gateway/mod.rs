@@ -118,29 +118,41 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
         web::PathConfig::default()
             .error_handler(|err, _| ApiError::bad_request(format!("bad path: {err}")).into()),
     )
-    .route("/healthz", web::get().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz))
-    .route("/metrics", web::get().to(health::metrics))
-    .route("/v1/ws", web::get().to(ws::upgrade))
-    .route("/v1/users", web::post().to(accounts::create_user))
-    .route("/v1/users", web::get().to(accounts::find_user))
-    .route("/v1/users/me", web::get().to(accounts::me))
-    .route("/v1/users/me", web::delete().to(accounts::delete_me))
-    .route(
-        "/v1/users/me/password",
-        web::put().to(accounts::change_password),
-    )
-    .route("/v1/sessions", web::post().to(accounts::create_session))
-    .route(
-        "/v1/sessions/refresh",
-        web::post().to(devices::refresh_session),
-    )
-    .route("/v1/sessions/current", web::delete().to(devices::sign_out))
-    .route("/v1/devices", web::get().to(devices::devices))
-    .route("/v1/devices/{id}", web::delete().to(devices::revoke_device))
-    .route("/v1/devices/{id}/push", web::put().to(accounts::set_push))
-    .route("/v1/push/vapid", web::get().to(push::vapid))
-    .route(
+    .configure(account_routes)
+    .configure(conversation_routes)
+    .configure(file_routes)
+    .configure(webclient::routes);
+}
+
+/// Health, the WebSocket, users, sessions, devices and push.
+fn account_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(health::metrics))
+        .route("/v1/ws", web::get().to(ws::upgrade))
+        .route("/v1/users", web::post().to(accounts::create_user))
+        .route("/v1/users", web::get().to(accounts::find_user))
+        .route("/v1/users/me", web::get().to(accounts::me))
+        .route("/v1/users/me", web::delete().to(accounts::delete_me))
+        .route(
+            "/v1/users/me/password",
+            web::put().to(accounts::change_password),
+        )
+        .route("/v1/sessions", web::post().to(accounts::create_session))
+        .route(
+            "/v1/sessions/refresh",
+            web::post().to(devices::refresh_session),
+        )
+        .route("/v1/sessions/current", web::delete().to(devices::sign_out))
+        .route("/v1/devices", web::get().to(devices::devices))
+        .route("/v1/devices/{id}", web::delete().to(devices::revoke_device))
+        .route("/v1/devices/{id}/push", web::put().to(accounts::set_push))
+        .route("/v1/push/vapid", web::get().to(push::vapid));
+}
+
+/// Conversations, their messages, settings and retention, blocks, undeliverable notices.
+fn conversation_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
         "/v1/undeliverable",
         web::get().to(retention::list_undeliverable),
     )
@@ -193,21 +205,24 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
     .route(
         "/v1/conversations/{id}/settings",
         web::put().to(conversations::set_settings),
-    )
-    .route("/v1/files", web::post().to(files::upload))
-    .route("/v1/files/{id}", web::get().to(files::download))
-    .route("/v1/files/{id}/thumbnail", web::get().to(files::thumbnail))
-    .route("/v1/files/{id}/url", web::post().to(files::signed_url))
-    .route(
-        "/v1/uploads",
-        web::method(actix_web::http::Method::OPTIONS).to(uploads::options),
-    )
-    .route("/v1/uploads", web::post().to(uploads::create))
-    .route("/v1/uploads/{id}", web::head().to(uploads::head))
-    .route("/v1/uploads/{id}", web::get().to(uploads::get))
-    .route("/v1/uploads/{id}", web::patch().to(uploads::patch))
-    .route("/v1/uploads/{id}", web::delete().to(uploads::delete))
-    .configure(webclient::routes);
+    );
+}
+
+/// Files and resumable uploads.
+fn file_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/files", web::post().to(files::upload))
+        .route("/v1/files/{id}", web::get().to(files::download))
+        .route("/v1/files/{id}/thumbnail", web::get().to(files::thumbnail))
+        .route("/v1/files/{id}/url", web::post().to(files::signed_url))
+        .route(
+            "/v1/uploads",
+            web::method(actix_web::http::Method::OPTIONS).to(uploads::options),
+        )
+        .route("/v1/uploads", web::post().to(uploads::create))
+        .route("/v1/uploads/{id}", web::head().to(uploads::head))
+        .route("/v1/uploads/{id}", web::get().to(uploads::get))
+        .route("/v1/uploads/{id}", web::patch().to(uploads::patch))
+        .route("/v1/uploads/{id}", web::delete().to(uploads::delete));
 }
 
 pub async fn not_found() -> HttpResponse {
