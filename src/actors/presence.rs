@@ -37,14 +37,14 @@ pub async fn block_changed(core: &Core, by: &str, other: &str, blocked: bool) {
 }
 
 async fn tell(core: &Core, by: &str, other: &str, blocked: bool) -> StoreResult<()> {
+    // Unblocked: only if no block is left either way and they share a conversation.
     if !blocked
-        && (across_block(&*core.store, by).await?.contains(other)
-            || !core
-                .store
-                .contacts_of_user(by)
-                .await?
-                .iter()
-                .any(|c| c == other))
+        && !core
+            .store
+            .presence_contacts(by)
+            .await?
+            .iter()
+            .any(|c| c == other)
     {
         return Ok(());
     }

@@ -395,18 +395,6 @@ pub fn not_blocked(blocks: &Blocks, by: &str, other: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Contacts that may see `user`'s presence and whose presence `user` is told: all but the
-/// ones across a block from `user` (`hidden`: blocked by or blocking `user`).
-pub fn presence_contacts(
-    contacts: Vec<String>,
-    hidden: &std::collections::HashSet<String>,
-) -> Vec<String> {
-    contacts
-        .into_iter()
-        .filter(|c| !hidden.contains(c))
-        .collect()
-}
-
 /// Who may be blocked: another user that exists.
 pub fn block_target(by: &str, user: &str, exists: bool) -> ApiResult<()> {
     if by == user {

@@ -188,6 +188,24 @@ pub trait Store: Send + Sync + 'static {
     async fn member(&self, conversation_id: &str, user_id: &str) -> StoreResult<Option<MemberRow>>;
     /// Users who share at least one conversation with `user_id` (presence goes to them).
     async fn contacts_of_user(&self, user_id: &str) -> StoreResult<Vec<String>>;
+    /// v1.1: `contacts_of_user` without the users across a block from `user_id` (blocked by
+    /// it or blocking it): who sees its presence and whose presence it is told. Every
+    /// connect and disconnect asks, so a backend that can answers in one read (SQLite); the
+    /// default is the three reads it is made of.
+    async fn presence_contacts(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        let contacts = self.contacts_of_user(user_id).await?;
+        let mut hidden: std::collections::HashSet<String> = self
+            .blocks(user_id)
+            .await?
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect();
+        hidden.extend(self.blocked_by(user_id).await?);
+        Ok(contacts
+            .into_iter()
+            .filter(|c| !hidden.contains(c))
+            .collect())
+    }
     /// Adds members who receive messages after `joined_seq`, with cursors for their devices
     /// (a member already there is left as is).
     async fn add_members(

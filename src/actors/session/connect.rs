@@ -121,7 +121,7 @@ impl SessionActor {
         let core = self.core.clone();
         ctx.spawn(
             async move {
-                let contacts = presence_contacts(&core, &me).await?;
+                let contacts = core.store.presence_contacts(&me).await?;
                 let elsewhere = core.peers.online_elsewhere(&contacts).await;
                 Ok::<_, StoreError>((contacts, elsewhere, me))
             }
@@ -170,7 +170,7 @@ impl SessionActor {
         }
         let core = self.core.clone();
         actix::spawn(async move {
-            let contacts = match presence_contacts(&core, &ident.user_id).await {
+            let contacts = match core.store.presence_contacts(&ident.user_id).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::debug!(error = %e, "presence: contacts lookup failed");
@@ -189,15 +189,4 @@ impl SessionActor {
             core.send_frame(&contacts, &frame, Devices::All);
         });
     }
-}
-
-/// The contacts that see `user`'s presence and whose presence `user` is told: no one across
-/// a block, either way (v1.1, `rules::presence_contacts`).
-async fn presence_contacts(
-    core: &crate::actors::Core,
-    user: &str,
-) -> Result<Vec<String>, StoreError> {
-    let contacts = core.store.contacts_of_user(user).await?;
-    let hidden = crate::actors::presence::across_block(&*core.store, user).await?;
-    Ok(crate::domain::rules::presence_contacts(contacts, &hidden))
 }

@@ -139,6 +139,21 @@ pub(super) fn contacts_of_user(c: &Connection, user_id: &str) -> StoreResult<Vec
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
 
+/// `contacts_of_user` less the users across a block either way, in one statement (both
+/// block lookups are primary-key lookups).
+pub(super) fn presence_contacts(c: &Connection, user_id: &str) -> StoreResult<Vec<String>> {
+    let mut s = c
+        .prepare_cached(
+            "SELECT DISTINCT m2.user_id FROM members m1 JOIN members m2 ON m2.conversation_id = m1.conversation_id
+             WHERE m1.user_id = ?1 AND m2.user_id != ?1
+             AND NOT EXISTS (SELECT 1 FROM blocks WHERE user_id = ?1 AND blocked_id = m2.user_id)
+             AND NOT EXISTS (SELECT 1 FROM blocks WHERE user_id = m2.user_id AND blocked_id = ?1)",
+        )
+        .map_err(sql)?;
+    let rows = s.query_map([user_id], |r| r.get(0)).map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
 pub(super) fn add_members(
     c: &Connection,
     id: &str,

@@ -234,6 +234,11 @@ impl Store for SqliteStore {
         self.read(move |c| conversations::contacts_of_user(c, &u))
             .await
     }
+    async fn presence_contacts(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        let u = user_id.to_string();
+        self.read(move |c| conversations::presence_contacts(c, &u))
+            .await
+    }
     async fn add_members(&self, id: &str, user_ids: Vec<String>, joined: u64) -> StoreResult<()> {
         let id = id.to_string();
         self.write(move |c| conversations::add_members(c, &id, &user_ids, joined))

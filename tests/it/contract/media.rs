@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// A JPEG of `w`x`h` with an APP1 Exif segment: orientation `orientation` and a GPS IFD whose
 /// map datum is the marker `PARLEYGPS` (and latitude ref "N").
-fn jpeg_with_exif(w: u32, h: u32, orientation: u16) -> Vec<u8> {
+pub fn jpeg_with_exif(w: u32, h: u32, orientation: u16) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 60]));
     let mut plain = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 90)

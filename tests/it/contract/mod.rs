@@ -10,7 +10,7 @@ mod devices;
 mod edits;
 mod files;
 mod groups;
-mod media;
+pub mod media;
 mod messaging;
 mod push;
 mod receipts;

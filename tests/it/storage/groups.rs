@@ -156,4 +156,30 @@ pub(super) async fn blocks_by_blocker_and_blocked(store: &dyn Store) {
         vec!["u3".to_string()]
     );
     assert!(store.blocks("u2").await.unwrap().is_empty());
+
+    // Presence contacts: the contacts less anyone across a block, either way. u3 blocked u2
+    // (still), u1 blocked u3.
+    super::conversation(store, "pc", &["u1", "u2", "u3", "u4"]).await;
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let c = |u: &str| u.to_string();
+    assert_eq!(
+        sorted(store.presence_contacts("u2").await.unwrap()),
+        vec![c("u1"), c("u4")]
+    );
+    assert_eq!(
+        sorted(store.presence_contacts("u3").await.unwrap()),
+        vec![c("u4")]
+    );
+    assert_eq!(
+        sorted(store.presence_contacts("u4").await.unwrap()),
+        vec![c("u1"), c("u2"), c("u3")]
+    );
+    store.unblock("u3", "u2").await.unwrap();
+    assert_eq!(
+        sorted(store.presence_contacts("u2").await.unwrap()),
+        vec![c("u1"), c("u3"), c("u4")]
+    );
 }

@@ -387,3 +387,33 @@ async fn the_storage_quota_is_per_user() {
     assert_eq!(st, 204);
     assert!(header(&hs, "parley-file-id").is_some());
 }
+
+/// A resumable upload ends where a plain one does: a photo sent in two PATCHes is stored
+/// stripped of its EXIF (GPS) and gets its thumbnail, like `POST /v1/files`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_uploaded_with_tus_is_processed_like_a_plain_upload() {
+    let s = TestServer::start();
+    let a = s.user("alice").await;
+    let photo = crate::contract::media::jpeg_with_exif(64, 32, 1);
+    let at = create(&s, &a.token, photo.len(), "image/jpeg").await;
+    let half = photo.len() / 2;
+    assert_eq!(patch(&s, &a.token, &at, 0, &photo[..half]).await.0, 204);
+    let (st, _, hs) = patch(&s, &a.token, &at, half, &photo[half..]).await;
+    assert_eq!(st, 204);
+    let fid = header(&hs, "parley-file-id").unwrap().to_string();
+    let (st, stored) = download(&s, &a.token, &fid).await;
+    assert_eq!(st, 200);
+    let has = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
+    assert!(!has(b"PARLEYGPS") && !has(b"Exif\0\0"), "EXIF kept");
+    assert!(stored.len() < photo.len());
+    let (st, _, _) = s
+        .http_raw(
+            "GET",
+            &format!("/v1/files/{fid}/thumbnail"),
+            Some(&a.token),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(st, 200);
+}
