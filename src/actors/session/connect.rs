@@ -39,8 +39,11 @@ impl SessionActor {
     }
 
     /// Checks that the token's device exists, loads its conversations, registers the session
-    /// and sends `ready`.
+    /// and sends `ready`. The token is verified, so the session leaves the pending-auth count
+    /// here, not once `ready` is built: that count bounds sockets that have not proved who they
+    /// are, and a reconnect storm of valid tokens waiting on the store must not fill it.
     pub(super) fn authenticate(&mut self, claims: Claims, ctx: &mut Context<Self>) {
+        self.permit.authenticated();
         let core = self.core.clone();
         let (user, device) = (claims.sub.clone(), claims.did.clone());
         ctx.wait(
@@ -93,7 +96,6 @@ impl SessionActor {
             addr: ctx.address().recipient(),
             missed: self.missed.clone(),
         };
-        self.permit.authenticated();
         let first = self.core.hub.register(ident.user_id.clone(), handle);
         if first {
             self.core.peers.user_online(&ident.user_id);
