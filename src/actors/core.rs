@@ -45,6 +45,8 @@ pub struct Core {
     /// v1.1: which devices may use their tokens (revocation), and the rate limits of users
     /// and addresses.
     pub access: Access,
+    /// v1.1: when devices' sessions ended, written in batches.
+    pub last_seen: Arc<super::last_seen::LastSeen>,
     /// The metrics of the bridge this node runs in-process, if it runs one.
     pub push_metrics: std::sync::OnceLock<Arc<crate::push::metrics::PushMetrics>>,
     shutting_down: AtomicBool,
@@ -74,6 +76,7 @@ impl Core {
             media,
             admission,
             access,
+            last_seen: Arc::default(),
             push_metrics: std::sync::OnceLock::new(),
             shutting_down: AtomicBool::new(false),
         }

@@ -21,6 +21,7 @@ pub mod envelope;
 mod fanout;
 pub mod housekeeping;
 pub mod hub;
+pub mod last_seen;
 pub mod peers;
 pub mod presence;
 pub mod registry;

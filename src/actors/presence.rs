@@ -2,28 +2,14 @@
 //!
 //! Sends across a block are refused by the conversation actor's cached pair (a rule on the
 //! write path); presence and typing are never stored, so they read the blocks when they are
-//! sent. This module is the one place that knows who is "across a block" from a user, and
-//! what the two users are told when a block starts or ends, so that neither sees the other's
+//! sent. Who is "across a block" from a user is `Store::across_block`; this module is the
+//! one place that knows what the two users are told when a block starts or ends, so that neither sees the other's
 //! presence after a block and both see it again after the last block between them is lifted.
 
 use super::core::Core;
 use crate::domain::broadcast::Devices;
 use crate::domain::view;
-use crate::storage::{Store, StoreResult};
-use std::collections::HashSet;
-
-/// The users `user` blocked and the users who blocked `user`: neither side gets the other's
-/// presence or typing.
-pub async fn across_block(store: &dyn Store, user: &str) -> StoreResult<HashSet<String>> {
-    let mut out: HashSet<String> = store
-        .blocks(user)
-        .await?
-        .into_iter()
-        .map(|(u, _)| u)
-        .collect();
-    out.extend(store.blocked_by(user).await?);
-    Ok(out)
-}
+use crate::storage::StoreResult;
 
 /// `by` blocked (or unblocked) `other`; the block is stored. On a block each is told the
 /// other, if online, is offline, so a presence already shown is taken back. On an unblock,

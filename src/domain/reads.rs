@@ -9,7 +9,8 @@ use super::broadcast::QuoteInfo;
 use super::{rules, view};
 use crate::error::ApiResult;
 use crate::storage::{
-    DeviceConversation, EventKind, MemberRow, Order, Store, StoreResult, StoredMessage,
+    DeviceConversation, EventKind, MemberRow, Order, ReactionCount, Store, StoreResult,
+    StoredMessage,
 };
 use bytestring::ByteString;
 use parley_protocol::{DeleteScope, Message};
@@ -85,10 +86,12 @@ pub async fn message_page(
     const MAX_ROUNDS: usize = 8;
     let (mut after, mut before) = (after, before);
     let mut kept: Vec<StoredMessage> = Vec::new();
+    let mut reactions = Vec::new();
     for _ in 0..MAX_ROUNDS {
-        let msgs = store
-            .messages(conversation_id, after, before, limit, order)
+        let parts = store
+            .page_parts(conversation_id, user, after, before, limit, order)
             .await?;
+        let msgs = parts.messages;
         let full = msgs.len() as u32 == limit;
         let (lo, hi) = match (
             msgs.iter().map(|m| m.seq).min(),
@@ -97,9 +100,8 @@ pub async fn message_page(
             (Some(lo), Some(hi)) => (lo, hi),
             _ => break,
         };
-        let hidden = store
-            .hidden_seqs(user, conversation_id, lo - 1, hi + 1)
-            .await?;
+        let hidden = parts.hidden;
+        reactions.extend(parts.reactions);
         kept.extend(msgs.into_iter().filter(|m| !hidden.contains(&m.seq)));
         if !full || kept.len() as u32 >= limit {
             break;
@@ -119,25 +121,19 @@ pub async fn message_page(
         .into_iter()
         .map(|m| view::stored_message(m, user))
         .collect();
-    decorate(store, user, conversation_id, &mut page).await?;
+    decorate(store, conversation_id, &mut page, &reactions).await?;
     Ok(page)
 }
 
-/// Adds the quotes and reactions of a page of messages as `viewer` sees them: one read of
-/// reactions for the page, one read per distinct quoted message (a quote is built when it is
-/// read, so it shows the quoted message's latest version, or that it was retracted).
+/// Adds the quotes and the `reactions` (read with the page, `Store::page_parts`) of a page
+/// of messages: one read per distinct quoted message (a quote is built when it is read, so it
+/// shows the quoted message's latest version, or that it was retracted).
 async fn decorate(
     store: &dyn Store,
-    viewer: &str,
     conversation_id: &str,
     page: &mut [Message],
+    reactions: &[(u64, Vec<ReactionCount>)],
 ) -> StoreResult<()> {
-    let live: Vec<u64> = page.iter().filter(|m| !m.deleted).map(|m| m.seq).collect();
-    let reactions = if live.is_empty() {
-        Vec::new()
-    } else {
-        store.reactions(conversation_id, &live, viewer).await?
-    };
     let mut quotes: HashMap<u64, QuoteInfo> = HashMap::new();
     for q in page.iter().filter_map(|m| m.reply_to) {
         if quotes.contains_key(&q) {
@@ -200,9 +196,10 @@ pub async fn owed_frames(
     after: u64,
     limit: u32,
 ) -> StoreResult<Vec<Owed>> {
-    let msgs = store
-        .messages(conversation_id, after, u64::MAX, limit, Order::Asc)
+    let parts = store
+        .page_parts(conversation_id, user, after, u64::MAX, limit, Order::Asc)
         .await?;
+    let msgs = parts.messages;
     let mut items: Vec<Owed> = Vec::with_capacity(msgs.len() + 1);
     // Retention purges from the oldest message up: what is missing right after `after` expired.
     let first = match msgs.first() {
@@ -216,12 +213,10 @@ pub async fn owed_frames(
             frame: Some(view::expired(conversation_id, after + 1, first - 1)),
         });
     }
-    let Some(last) = msgs.last().map(|m| m.seq) else {
+    if msgs.is_empty() {
         return Ok(items);
-    };
-    let hidden = store
-        .hidden_seqs(user, conversation_id, after, last + 1)
-        .await?;
+    }
+    let hidden = parts.hidden;
     let mut shown = Vec::new();
     for m in msgs {
         let seq = m.seq;
@@ -239,7 +234,7 @@ pub async fn owed_frames(
             frame,
         });
     }
-    decorate(store, user, conversation_id, &mut shown).await?;
+    decorate(store, conversation_id, &mut shown, &parts.reactions).await?;
     let mut shown = shown.into_iter();
     for item in items.iter_mut().filter(|i| i.frame.is_none()) {
         item.frame = shown.next().map(view::message);

@@ -3,8 +3,9 @@
 //!
 //! `append` marks the conversation pending in the same commit as its messages (durable: a
 //! crash after the commit loses no push); the conversation actor runs `schedule` right after
-//! each commit (one run at a time per conversation, coalesced), and every node runs `sweep`
-//! for the pending marks of the conversations it owns (what a crash or a hand-off left).
+//! each commit that marked (one run at a time per conversation, coalesced), and every node
+//! runs `sweep` for the pending marks of the conversations it owns (what a crash or a hand-off
+//! left). SQLite marks only conversations where someone can be notified (`Appended`).
 //! A job is due after `confirm_delay_ms`: a device in the foreground confirms the message
 //! (`received`) before that, and the bridge then skips it.
 

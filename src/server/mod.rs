@@ -129,6 +129,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     actix_web::rt::spawn(expire_idempotency(core.clone()));
     actix_web::rt::spawn(crate::actors::sweep::run(core.clone()));
     actix_web::rt::spawn(crate::actors::housekeeping::run(core.clone()));
+    actix_web::rt::spawn(core.last_seen.clone().run(core.store.clone()));
 
     start_push(&core)?;
     let shutdown_core = core.clone();
@@ -218,6 +219,7 @@ async fn shutdown(core: Arc<Core>, handle: actix_web::dev::ServerHandle, grace: 
     // Sends already accepted by conversation actors are in the store's queue: closing the
     // store commits them (and answers them) before it shuts the writer.
     tokio::time::sleep(Duration::from_millis(50)).await;
+    core.last_seen.flush(&*core.store).await;
     core.store.close().await;
     tracing::info!(
         remaining = core.hub.session_count(),

@@ -3,6 +3,7 @@
 //! learn of its events live or, through `sync`, from this log after their event cursor; the
 //! conversation actor numbers the events (`event_no`), as it numbers messages.
 
+use super::StoredMessage;
 use parley_protocol::DeleteScope;
 use serde::{Deserialize, Serialize};
 
@@ -138,4 +139,15 @@ pub enum EditOutcome {
     Reused,
     /// No such message, or it was retracted.
     Gone,
+}
+
+/// What a page of a conversation needs to be shown to one member (`Store::page_parts`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PageParts {
+    /// As `Store::messages` returns them.
+    pub messages: Vec<StoredMessage>,
+    /// Which of their seqs the viewer hid.
+    pub hidden: Vec<u64>,
+    /// The reactions to the messages that are neither retracted nor hidden.
+    pub reactions: Vec<(u64, Vec<ReactionCount>)>,
 }

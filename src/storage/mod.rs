@@ -165,8 +165,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Replaces the user's password hash; `NotFound` if there is no such user.
     async fn set_password_hash(&self, user_id: &str, hash: String) -> StoreResult<()>;
-    /// Records when the device was last seen connected.
-    async fn touch_device(&self, device_id: &str, at: i64) -> StoreResult<()>;
+    /// Records when each device was last seen connected (a later time than the stored one
+    /// wins; an unknown device is skipped). One call per batch: sessions end by the thousand
+    /// in a reconnect storm (`actors::last_seen`).
+    async fn touch_devices(&self, seen: Vec<(String, i64)>) -> StoreResult<()>;
     /// Deletes the user's row and frees its username (v1.1 account deletion: the caller has
     /// already deleted its devices and memberships). Its messages stay, naming its id.
     async fn delete_user(&self, user_id: &str) -> StoreResult<()>;
@@ -194,17 +196,23 @@ pub trait Store: Send + Sync + 'static {
     /// default is the three reads it is made of.
     async fn presence_contacts(&self, user_id: &str) -> StoreResult<Vec<String>> {
         let contacts = self.contacts_of_user(user_id).await?;
-        let mut hidden: std::collections::HashSet<String> = self
+        let hidden = self.across_block(user_id).await?;
+        Ok(contacts
+            .into_iter()
+            .filter(|c| !hidden.contains(c))
+            .collect())
+    }
+    /// v1.1: the users `user_id` blocked and the users who blocked it: neither side gets
+    /// the other's presence or typing. The one definition of "across a block".
+    async fn across_block(&self, user_id: &str) -> StoreResult<std::collections::HashSet<String>> {
+        let mut out: std::collections::HashSet<String> = self
             .blocks(user_id)
             .await?
             .into_iter()
             .map(|(u, _)| u)
             .collect();
-        hidden.extend(self.blocked_by(user_id).await?);
-        Ok(contacts
-            .into_iter()
-            .filter(|c| !hidden.contains(c))
-            .collect())
+        out.extend(self.blocked_by(user_id).await?);
+        Ok(out)
     }
     /// Adds members who receive messages after `joined_seq`, with cursors for their devices
     /// (a member already there is left as is).
@@ -251,7 +259,7 @@ pub trait Store: Send + Sync + 'static {
         conversation_id: &str,
         first_seq: u64,
         messages: std::sync::Arc<[NewMessage]>,
-    ) -> StoreResult<Vec<AppendOutcome>>;
+    ) -> StoreResult<Appended>;
     /// Messages with `after < seq < before`, in `order`, at most `limit`.
     async fn messages(
         &self,
@@ -326,6 +334,45 @@ pub trait Store: Send + Sync + 'static {
         after: u64,
         before: u64,
     ) -> StoreResult<Vec<u64>>;
+    /// `messages`, with the seqs among them `viewer` hid and the reactions to the others: a
+    /// sync page is mostly this, for thousands of devices at once in a reconnect storm, and a
+    /// store may answer it in one read (SQLite does). The default makes the three calls.
+    async fn page_parts(
+        &self,
+        conversation_id: &str,
+        viewer: &str,
+        after: u64,
+        before: u64,
+        limit: u32,
+        order: Order,
+    ) -> StoreResult<PageParts> {
+        let messages = self
+            .messages(conversation_id, after, before, limit, order)
+            .await?;
+        let (Some(lo), Some(hi)) = (
+            messages.iter().map(|m| m.seq).min(),
+            messages.iter().map(|m| m.seq).max(),
+        ) else {
+            return Ok(PageParts::default());
+        };
+        let hidden = self
+            .hidden_seqs(viewer, conversation_id, lo - 1, hi + 1)
+            .await?;
+        let shown: Vec<u64> = messages
+            .iter()
+            .filter(|m| !m.deleted && !hidden.contains(&m.seq))
+            .map(|m| m.seq)
+            .collect();
+        let reactions = match shown.is_empty() {
+            true => Vec::new(),
+            false => self.reactions(conversation_id, &shown, viewer).await?,
+        };
+        Ok(PageParts {
+            messages,
+            hidden,
+            reactions,
+        })
+    }
 
     // -- cursors and idempotency
     async fn advance_cursors(&self, updates: Vec<CursorUpdate>) -> StoreResult<()>;
@@ -378,7 +425,8 @@ pub trait Store: Send + Sync + 'static {
     /// Devices of the conversation's members with an active push target, and their cursors.
     async fn push_recipients(&self, conversation_id: &str) -> StoreResult<Vec<PushRecipient>>;
     /// Conversations `append` marked as having messages not yet scheduled for push, and the
-    /// seq they were marked up to.
+    /// seq they were marked up to (a store may mark only conversations where someone can be
+    /// notified: `Appended::push_pending`).
     async fn push_pending(&self, limit: u32) -> StoreResult<Vec<(String, u64)>>;
     /// Creates message jobs, collapsing each into the device's pending job for the
     /// conversation (newer seq, version bumped, the earlier due time kept), then clears the

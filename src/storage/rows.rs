@@ -115,6 +115,24 @@ pub struct NewMessage {
     pub reply_to: Option<u64>,
 }
 
+/// What `append` did: one outcome per message of the batch, in order (it derefs to them), and
+/// whether it marked the conversation pending for push. SQLite marks only a conversation
+/// where a member's device has an active push target (most have none, and the conversation
+/// actor then skips the push read that would follow every commit); ScyllaDB, which would need
+/// a read in the batch, marks whenever something was stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    pub outcomes: Vec<AppendOutcome>,
+    pub push_pending: bool,
+}
+
+impl std::ops::Deref for Appended {
+    type Target = [AppendOutcome];
+    fn deref(&self) -> &[AppendOutcome] {
+        &self.outcomes
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppendOutcome {
     Stored {

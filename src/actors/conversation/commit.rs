@@ -136,9 +136,12 @@ impl ConvActor {
                 .map(move |res, act, ctx| {
                     act.committing = false;
                     match res {
-                        Ok(outcomes) => {
-                            act.committed(&batch, waiters, outcomes);
-                            act.notify_push(ctx);
+                        Ok(appended) => {
+                            let push = appended.push_pending;
+                            act.committed(&batch, waiters, appended.outcomes);
+                            if push {
+                                act.notify_push(ctx);
+                            }
                         }
                         Err(e) => act.commit_failed(e, waiters, ctx),
                     }

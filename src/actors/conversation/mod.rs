@@ -29,6 +29,7 @@ use super::registry::{next_generation, ConvHandle};
 use crate::domain::broadcast::Devices;
 use crate::domain::{rules, view, Caller, ConvRequest, ConvResult};
 use crate::error::{ApiError, ApiResult};
+use crate::push::notify;
 use crate::storage::{ConversationState, MemberRow};
 use actix::prelude::*;
 use commit::Pending;
@@ -332,7 +333,7 @@ impl ConvActor {
         let id = self.id.clone();
         let delay = core.config.push.confirm_delay_ms;
         ctx.spawn(
-            async move { crate::push::notify::schedule(&*core.store, &id, upto, delay).await }
+            async move { notify::schedule(&*core.store, &id, upto, delay).await }
                 .into_actor(self)
                 .map(|res, act, ctx| {
                     act.notifying = false;
@@ -377,7 +378,7 @@ impl ConvActor {
         let (core, typer) = (self.core.clone(), by.user_id.clone());
         ctx.spawn(
             async move {
-                match super::presence::across_block(&*core.store, &typer).await {
+                match core.store.across_block(&typer).await {
                     Ok(hidden) => others.retain(|u| !hidden.contains(u)),
                     Err(e) => return tracing::debug!(error = %e, "typing dropped"),
                 }

@@ -157,12 +157,8 @@ impl SessionActor {
         };
         self.core.metrics.connections.dec();
         // v1.1: the device list's "last seen" (a revoked device's row is gone: no-op).
-        let (core, device) = (self.core.clone(), ident.device_id.clone());
-        actix::spawn(async move {
-            if let Err(e) = core.store.touch_device(&device, crate::ids::now_ms()).await {
-                tracing::debug!(error = %e, "last seen not recorded");
-            }
-        });
+        let at = crate::ids::now_ms();
+        self.core.last_seen.record(ident.device_id.clone(), at);
         if !self.core.hub.unregister(&ident.user_id, &self.session_id) {
             return;
         }

@@ -16,7 +16,9 @@
 
 use super::rows::{IdempotencyCols, MessageCols};
 use super::{applied, bigint, cql, err, events, ScyllaStore};
-use crate::storage::{AppendOutcome, NewMessage, Order, StoreError, StoreResult, StoredMessage};
+use crate::storage::{
+    AppendOutcome, Appended, NewMessage, Order, StoreError, StoreResult, StoredMessage,
+};
 use ::scylla::statement::batch::{Batch, BatchType};
 use std::collections::{BTreeSet, HashMap};
 
@@ -208,7 +210,7 @@ pub(super) async fn append(
     id: &str,
     first_seq: u64,
     batch: &[NewMessage],
-) -> StoreResult<Vec<AppendOutcome>> {
+) -> StoreResult<Appended> {
     let (out, fresh) = fold_duplicates(s, id, first_seq, batch).await?;
     if let Some((_, last)) = fresh.last() {
         // Before the messages: a crash after them still finds the conversation to notify.
@@ -229,14 +231,18 @@ pub(super) async fn append(
         s.exec(&cql::SET_HEAD, (bigint(*last), id)).await?;
     }
     let mut fresh_iter = fresh.iter();
-    Ok(out
+    let outcomes = out
         .into_iter()
         .map(|o| {
             o.unwrap_or_else(|| AppendOutcome::Stored {
                 seq: fresh_iter.next().expect("one per fresh message").1,
             })
         })
-        .collect())
+        .collect();
+    Ok(Appended {
+        outcomes,
+        push_pending: !fresh.is_empty(),
+    })
 }
 
 /// Messages with `after < seq < before`, walking the buckets in `order`.

@@ -225,8 +225,8 @@ impl Store for ScyllaStore {
     async fn set_password_hash(&self, user_id: &str, hash: String) -> StoreResult<()> {
         users::set_password_hash(self, user_id, hash).await
     }
-    async fn touch_device(&self, device_id: &str, at: i64) -> StoreResult<()> {
-        users::touch_device(self, device_id, at).await
+    async fn touch_devices(&self, seen: Vec<(String, i64)>) -> StoreResult<()> {
+        users::touch_devices(self, &seen).await
     }
     async fn delete_user(&self, user_id: &str) -> StoreResult<()> {
         users::delete_user(self, user_id).await
@@ -285,7 +285,7 @@ impl Store for ScyllaStore {
         id: &str,
         first_seq: u64,
         batch: Arc<[NewMessage]>,
-    ) -> StoreResult<Vec<AppendOutcome>> {
+    ) -> StoreResult<Appended> {
         messages::append(self, id, first_seq, &batch).await
     }
     async fn messages(

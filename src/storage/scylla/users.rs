@@ -183,8 +183,14 @@ pub(super) async fn set_refresh_hash(
 }
 
 /// `IF EXISTS`: a touch racing a deletion must not leave a partial row behind.
-pub(super) async fn touch_device(s: &ScyllaStore, device_id: &str, at: i64) -> StoreResult<()> {
-    s.lwt(&cql::TOUCH_DEVICE, (at, device_id)).await?;
+/// One conditional update per device (`IF EXISTS`: a touch creates no row), a few at a time.
+pub(super) async fn touch_devices(s: &ScyllaStore, seen: &[(String, i64)]) -> StoreResult<()> {
+    for chunk in seen.chunks(16) {
+        let touches = chunk
+            .iter()
+            .map(|(device_id, at)| s.lwt(&cql::TOUCH_DEVICE, (*at, device_id.as_str())));
+        futures_util::future::try_join_all(touches).await?;
+    }
     Ok(())
 }
 

@@ -5,8 +5,8 @@
 use super::rows::{self, int, EVENT_COLS};
 use super::sql;
 use crate::storage::{
-    EditContent, EditOutcome, EventKind, IdemKey, MessageEvent, MessageVersion, ReactionCount,
-    StoreError, StoreResult,
+    EditContent, EditOutcome, EventKind, IdemKey, MessageEvent, MessageVersion, Order, PageParts,
+    ReactionCount, StoreError, StoreResult,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
@@ -262,4 +262,56 @@ pub(super) fn hidden_seqs(
         })
         .map_err(sql)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
+/// `Store::page_parts` in one read transaction: one snapshot, and one trip to a reader thread
+/// instead of three (each of which, after any write, also began by resetting the reader's
+/// page cache and mapping).
+pub(super) fn page_parts(
+    c: &Connection,
+    id: &str,
+    viewer: &str,
+    range: (u64, u64),
+    limit: u32,
+    order: Order,
+) -> StoreResult<PageParts> {
+    let run = |stmt: &str| c.prepare_cached(stmt).and_then(|mut s| s.execute([]));
+    run("BEGIN").map_err(sql)?;
+    let parts = page_parts_in(c, id, viewer, range, limit, order);
+    let end = run("COMMIT");
+    if end.is_err() {
+        let _ = run("ROLLBACK"); // the connection must not stay inside a transaction
+    }
+    let parts = parts?;
+    end.map_err(sql)?;
+    Ok(parts)
+}
+
+fn page_parts_in(
+    c: &Connection,
+    id: &str,
+    viewer: &str,
+    (after, before): (u64, u64),
+    limit: u32,
+    order: Order,
+) -> StoreResult<PageParts> {
+    let messages = super::messages::page(c, id, after, before, limit, order)?;
+    let (Some(lo), Some(hi)) = (
+        messages.iter().map(|m| m.seq).min(),
+        messages.iter().map(|m| m.seq).max(),
+    ) else {
+        return Ok(PageParts::default());
+    };
+    let hidden = hidden_seqs(c, viewer, id, lo - 1, hi + 1)?;
+    let shown: Vec<u64> = messages
+        .iter()
+        .filter(|m| !m.deleted && !hidden.contains(&m.seq))
+        .map(|m| m.seq)
+        .collect();
+    let reactions = reactions(c, id, &shown, viewer)?;
+    Ok(PageParts {
+        messages,
+        hidden,
+        reactions,
+    })
 }

@@ -2,7 +2,9 @@
 
 use super::rows::{self, int, MESSAGE_COLS};
 use super::{internal, is_unique_violation, sql};
-use crate::storage::{AppendOutcome, NewMessage, Order, StoreError, StoreResult, StoredMessage};
+use crate::storage::{
+    AppendOutcome, Appended, NewMessage, Order, StoreError, StoreResult, StoredMessage,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// The original coordinates of a (device, client id) already stored, if any: a duplicate
@@ -40,7 +42,7 @@ pub(super) fn append(
     id: &str,
     first_seq: u64,
     batch: &[NewMessage],
-) -> StoreResult<Vec<AppendOutcome>> {
+) -> StoreResult<Appended> {
     let mut out = Vec::with_capacity(batch.len());
     let mut seq = first_seq;
     for m in batch {
@@ -53,10 +55,11 @@ pub(super) fn append(
         out.push(AppendOutcome::Stored { seq });
         seq += 1;
     }
-    if seq > first_seq {
-        super::push::mark_pending(c, id, seq - 1)?;
-    }
-    Ok(out)
+    let push_pending = seq > first_seq && super::push::mark_pending(c, id, seq - 1)?;
+    Ok(Appended {
+        outcomes: out,
+        push_pending,
+    })
 }
 
 fn insert(c: &Connection, id: &str, seq: u64, m: &NewMessage, hash: &str) -> StoreResult<()> {

@@ -6,15 +6,20 @@ use super::sql;
 use crate::storage::{PushDone, PushJob, PushKind, PushRecipient, PushSchedule, StoreResult};
 use rusqlite::{params, Connection};
 
-/// Called by `append` in its transaction: the conversation has messages to schedule.
-pub(super) fn mark_pending(c: &Connection, id: &str, upto: u64) -> StoreResult<()> {
+/// Called by `append` in its transaction: the conversation has messages to schedule, if any
+/// member's device has an active push target (most conversations of a busy node have none).
+/// Whether it marked.
+pub(super) fn mark_pending(c: &Connection, id: &str, upto: u64) -> StoreResult<bool> {
     c.prepare_cached(
-        "INSERT INTO push_pending (conversation_id, upto_seq) VALUES (?1, ?2)
+        "INSERT INTO push_pending (conversation_id, upto_seq)
+         SELECT ?1, ?2 WHERE EXISTS (
+             SELECT 1 FROM members m JOIN devices d ON d.user_id = m.user_id
+             WHERE m.conversation_id = ?1 AND d.push_provider IS NOT NULL AND d.push_disabled_at IS NULL)
          ON CONFLICT (conversation_id) DO UPDATE SET upto_seq = MAX(upto_seq, excluded.upto_seq)",
     )
     .and_then(|mut s| s.execute(params![id, int(upto)]))
-    .map_err(sql)?;
-    Ok(())
+    .map(|changed| changed > 0)
+    .map_err(sql)
 }
 
 pub(super) fn recipients(c: &Connection, id: &str) -> StoreResult<Vec<PushRecipient>> {

@@ -152,12 +152,15 @@ pub(super) fn set_refresh_hash(
     Ok(n == 1)
 }
 
-pub(super) fn touch_device(c: &Connection, device_id: &str, at: i64) -> StoreResult<()> {
-    c.prepare_cached(
-        "UPDATE devices SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?2) WHERE device_id = ?1",
-    )
-    .and_then(|mut s| s.execute(params![device_id, at]))
-    .map_err(sql)?;
+pub(super) fn touch_devices(c: &Connection, seen: &[(String, i64)]) -> StoreResult<()> {
+    let mut s = c
+        .prepare_cached(
+            "UPDATE devices SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?2) WHERE device_id = ?1",
+        )
+        .map_err(sql)?;
+    for (device_id, at) in seen {
+        s.execute(params![device_id, at]).map_err(sql)?;
+    }
     Ok(())
 }
 

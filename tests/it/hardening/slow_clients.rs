@@ -1,6 +1,7 @@
 //! Slow and hostile HTTP clients: headers that never finish (slowloris), a body that stops
 //! arriving, one user's uploads at once, and WebSocket handshakes that never authenticate.
-//! Each is answered and bounded, and the node keeps serving everyone else.
+//! Each is answered and bounded, and the node keeps serving everyone else. A quiet WebSocket
+//! is not a stalled body.
 
 use crate::common::*;
 use serde_json::{json, Value};
@@ -65,6 +66,12 @@ async fn slow_headers_and_stalled_bodies_are_cut_off() {
     assert!(took < Duration::from_secs(3), "{took:?}");
     let a = s.user("alice").await; // and the API still works
     assert!(!a.token.is_empty());
+    // A WebSocket's frames are not a request body: a session quiet for longer than the
+    // limit (no frame either way before the 15 s heartbeat) is still served.
+    let mut quiet = s.ws(&a).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    quiet.send(json!({"type": "sync", "id": "quiet"})).await;
+    assert_eq!(quiet.next_type("synced").await["id"], "quiet");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

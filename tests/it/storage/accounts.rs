@@ -111,12 +111,14 @@ pub(super) async fn refresh_last_seen_and_deletion(store: &dyn Store) {
         .unwrap());
     // Last seen.
     assert_eq!(d.last_seen_at, None);
-    store.touch_device("rd1", 50).await.unwrap();
+    store
+        .touch_devices(vec![("rd1".into(), 50), ("nope".into(), 50)])
+        .await
+        .unwrap();
     assert_eq!(
         store.device("rd1").await.unwrap().unwrap().last_seen_at,
         Some(50)
     );
-    store.touch_device("nope", 50).await.unwrap();
     assert!(
         store.device("nope").await.unwrap().is_none(),
         "a touch creates nothing"

@@ -292,3 +292,60 @@ pub(super) async fn reactions_count_once_per_user_and_emoji(store: &dyn Store) {
         vec![1, 2, 3, 4, 5]
     );
 }
+
+/// `page_parts` (one read in SQLite, three calls by default) answers what the three reads
+/// would: the page, the viewer's hides within it, and the reactions to what is shown.
+pub(super) async fn page_parts_are_the_page_its_hides_and_its_reactions(store: &dyn Store) {
+    conversation(store, "k", &["u1", "u2"]).await;
+    let batch: Vec<_> = (1..=4)
+        .map(|i| msg("d1", &format!("c{i}"), "m", i as i64))
+        .collect();
+    store.append("k", 1, batch.into()).await.unwrap();
+    let react = |n: u64, seq: u64, by: &str| {
+        let kind = EventKind::React {
+            emoji: "👍".into(),
+            added: true,
+        };
+        event(n, seq, kind, by, n as i64)
+    };
+    for (n, seq) in [(1, 1), (2, 2), (3, 4)] {
+        assert!(store.react(react(n, seq, "u1")).await.unwrap());
+    }
+    let hide = MessageEvent {
+        for_user: Some("u2".into()),
+        ..event(4, 2, EventKind::Hide, "u2", 4)
+    };
+    store.hide(hide).await.unwrap();
+    store
+        .retract(event(5, 4, EventKind::Retract, "u1", 5))
+        .await
+        .unwrap();
+
+    let p = store
+        .page_parts("k", "u2", 0, u64::MAX, 10, Order::Asc)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = p.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    assert_eq!(p.hidden, vec![2]);
+    // Seq 2 is hidden for u2 and seq 4 retracted (its reactions went with it): only seq 1.
+    let reacted: Vec<u64> = p.reactions.iter().map(|(s, _)| *s).collect();
+    assert_eq!(reacted, vec![1]);
+    assert_eq!(p.reactions[0].1[0].count, 1);
+    // Another viewer hid nothing; a page is bounded like `messages`.
+    let p = store
+        .page_parts("k", "u1", 0, u64::MAX, 2, Order::Asc)
+        .await
+        .unwrap();
+    assert_eq!(p.messages.len(), 2);
+    assert!(p.hidden.is_empty());
+    let reacted: Vec<u64> = p.reactions.iter().map(|(s, _)| *s).collect();
+    assert_eq!(reacted, vec![1, 2]);
+    assert!(p.reactions[0].1[0].me);
+    // Nothing there: empty parts.
+    let p = store
+        .page_parts("k", "u1", 10, u64::MAX, 5, Order::Asc)
+        .await
+        .unwrap();
+    assert_eq!(p, PageParts::default());
+}

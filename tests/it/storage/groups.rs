@@ -177,9 +177,17 @@ pub(super) async fn blocks_by_blocker_and_blocked(store: &dyn Store) {
         sorted(store.presence_contacts("u4").await.unwrap()),
         vec![c("u1"), c("u2"), c("u3")]
     );
+    // Across a block, either way: u3 blocked u2 and was blocked by u1.
+    let across = |v: std::collections::HashSet<String>| sorted(v.into_iter().collect());
+    assert_eq!(
+        across(store.across_block("u3").await.unwrap()),
+        vec![c("u1"), c("u2")]
+    );
+    assert!(store.across_block("u4").await.unwrap().is_empty());
     store.unblock("u3", "u2").await.unwrap();
     assert_eq!(
         sorted(store.presence_contacts("u2").await.unwrap()),
         vec![c("u1"), c("u3"), c("u4")]
     );
+    assert!(store.across_block("u2").await.unwrap().is_empty());
 }

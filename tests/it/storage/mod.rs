@@ -103,12 +103,14 @@ macro_rules! checks {
         $m!(events::retraction_purges_content);
         $m!(events::edits_keep_versions_and_are_idempotent);
         $m!(events::reactions_count_once_per_user_and_emoji);
+        $m!(events::page_parts_are_the_page_its_hides_and_its_reactions);
         $m!(accounts::usernames_are_unique);
         $m!(accounts::users_devices_and_push_targets);
         $m!(accounts::refresh_last_seen_and_deletion);
         $m!(conversations::direct_pairs_members_and_devices);
         $m!(push::outbox_schedules_collapses_leases_and_completes);
         $m!(push::dead_targets_mute_and_badge);
+        $m!(push::append_reports_its_push_mark);
         $m!(retention::expiry_purges_a_prefix_and_keeps_the_last_seq);
         $m!(retention::undeliverable_rows_merge_and_clear);
         $m!(retention::the_walk_visits_every_conversation_once);

@@ -10,6 +10,15 @@ fn from(user: &str, device: &str, client_id: &str) -> NewMessage {
     }
 }
 
+fn fcm() -> PushTargetRow {
+    PushTargetRow {
+        provider: "fcm".into(),
+        token: Some("tok".into()),
+        registered_at: 10,
+        ..Default::default()
+    }
+}
+
 pub(super) async fn outbox_schedules_collapses_leases_and_completes(store: &dyn Store) {
     for (u, d) in [("u1", "d1"), ("u2", "d2")] {
         store.create_user(user(u)).await.unwrap();
@@ -20,13 +29,7 @@ pub(super) async fn outbox_schedules_collapses_leases_and_completes(store: &dyn 
         store.push_recipients("k").await.unwrap().is_empty(),
         "no targets yet"
     );
-    let target = PushTargetRow {
-        provider: "fcm".into(),
-        token: Some("tok".into()),
-        registered_at: 10,
-        ..Default::default()
-    };
-    store.set_push_target("d2", target).await.unwrap();
+    store.set_push_target("d2", fcm()).await.unwrap();
     let r = store.push_recipients("k").await.unwrap();
     assert_eq!(r.len(), 1);
     assert_eq!(
@@ -248,4 +251,42 @@ pub(super) async fn dead_targets_mute_and_badge(store: &dyn Store) {
     store.set_muted_until("u2", "k", 123_456).await.unwrap();
     assert_eq!(store.muted_until("u2", "k").await.unwrap(), 123_456);
     assert_eq!(store.muted_until("u1", "k").await.unwrap(), 0);
+}
+
+/// `append` says whether it left a pending mark (the conversation actor schedules push only
+/// then): always once someone can be notified; without any target a store may skip the mark
+/// (SQLite does), and then nothing is pending.
+pub(super) async fn append_reports_its_push_mark(store: &dyn Store) {
+    for (u, d) in [("u1", "d1"), ("u2", "d2")] {
+        store.create_user(user(u)).await.unwrap();
+        store.create_device(device(d, u)).await.unwrap();
+    }
+    conversation(store, "k", &["u1", "u2"]).await;
+    let a = store
+        .append("k", 1, vec![from("u1", "d1", "a")].into())
+        .await
+        .unwrap();
+    if !a.push_pending {
+        assert!(store.push_pending(10).await.unwrap().is_empty());
+    }
+    store.push_schedule("k", 1, Vec::new()).await.unwrap();
+    store.set_push_target("d2", fcm()).await.unwrap();
+    let a = store
+        .append("k", 2, vec![from("u1", "d1", "b")].into())
+        .await
+        .unwrap();
+    assert!(a.push_pending);
+    assert_eq!(a.len(), 1, "it derefs to the outcomes");
+    assert_eq!(
+        store.push_pending(10).await.unwrap(),
+        vec![("k".to_string(), 2)]
+    );
+    // A duplicate stores nothing and marks nothing new.
+    store.push_schedule("k", 2, Vec::new()).await.unwrap();
+    let a = store
+        .append("k", 3, vec![from("u1", "d1", "b")].into())
+        .await
+        .unwrap();
+    assert!(!a.push_pending);
+    assert!(store.push_pending(10).await.unwrap().is_empty());
 }
