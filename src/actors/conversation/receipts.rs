@@ -14,6 +14,9 @@ use crate::storage::CursorUpdate;
 use actix::prelude::*;
 use parley_protocol::ReceiptKind;
 
+/// A position that moved: its kind, from, to.
+type Move = (ReceiptKind, u64, u64);
+
 impl ConvActor {
     pub(super) fn cursor(
         &mut self,
@@ -23,52 +26,13 @@ impl ConvActor {
         answer: Answer,
         ctx: &mut Context<Self>,
     ) {
-        if let Err(e) = self.member(&by.user_id) {
-            return answer.send(&self.core, Err(e));
-        }
-        let conv = self.id.to_string();
-        let Some(state) = self.state_mut() else {
+        let seq = match self.member(&by.user_id) {
+            Ok((st, _)) => seq.min(st.last_seq),
+            Err(e) => return answer.send(&self.core, Err(e)),
+        };
+        let Some((updates, moves)) = self.move_positions(&by, kind, seq) else {
             return;
         };
-        let seq = seq.min(state.last_seq);
-        let Some(member) = state.members.iter_mut().find(|m| m.user_id == by.user_id) else {
-            return;
-        };
-        let mut updates = vec![CursorUpdate::DeviceDelivered {
-            device_id: by.device_id.clone(),
-            conversation_id: conv.clone(),
-            seq,
-        }];
-        let mut moves = Vec::new();
-        if seq > member.delivered_seq {
-            moves.push((ReceiptKind::Delivered, member.delivered_seq, seq));
-            member.delivered_seq = seq;
-            updates.push(CursorUpdate::UserDelivered {
-                user_id: by.user_id.clone(),
-                conversation_id: conv.clone(),
-                seq,
-            });
-        }
-        if kind == ReceiptKind::Read && seq > member.read_seq {
-            moves.push((ReceiptKind::Read, member.read_seq, seq));
-            member.read_seq = seq;
-            updates.push(CursorUpdate::UserRead {
-                user_id: by.user_id.clone(),
-                conversation_id: conv,
-                seq,
-            });
-        }
-        // v1.1: when each position moved, for the receipts endpoint's times.
-        let ts = crate::ids::now_ms();
-        for (kind, _, seq) in &moves {
-            updates.push(CursorUpdate::Mark {
-                conversation_id: self.id.to_string(),
-                user_id: by.user_id.clone(),
-                kind: *kind,
-                seq: *seq,
-                ts,
-            });
-        }
         answer.send(&self.core, Ok(ConvReply::Done));
         let read_moved = moves.iter().any(|m| m.0 == ReceiptKind::Read);
         let core = self.core.clone();
@@ -98,6 +62,55 @@ impl ConvActor {
                 Err(e) => tracing::warn!(error = %e, "cursor update failed"),
             }),
         );
+    }
+
+    /// Moves `by`'s device and user positions to `seq` (at most the last seq; never
+    /// backwards) in the state this actor owns. Returns what to store (with a receipt mark
+    /// per move, which times the receipts endpoint's users) and the moves as (kind, old, new).
+    fn move_positions(
+        &mut self,
+        by: &Caller,
+        kind: ReceiptKind,
+        seq: u64,
+    ) -> Option<(Vec<CursorUpdate>, Vec<Move>)> {
+        let conv = self.id.to_string();
+        let state = self.state_mut()?;
+        let member = state.members.iter_mut().find(|m| m.user_id == by.user_id)?;
+        let mut updates = vec![CursorUpdate::DeviceDelivered {
+            device_id: by.device_id.clone(),
+            conversation_id: conv.clone(),
+            seq,
+        }];
+        let mut moves = Vec::new();
+        if seq > member.delivered_seq {
+            moves.push((ReceiptKind::Delivered, member.delivered_seq, seq));
+            member.delivered_seq = seq;
+            updates.push(CursorUpdate::UserDelivered {
+                user_id: by.user_id.clone(),
+                conversation_id: conv.clone(),
+                seq,
+            });
+        }
+        if kind == ReceiptKind::Read && seq > member.read_seq {
+            moves.push((ReceiptKind::Read, member.read_seq, seq));
+            member.read_seq = seq;
+            updates.push(CursorUpdate::UserRead {
+                user_id: by.user_id.clone(),
+                conversation_id: conv.clone(),
+                seq,
+            });
+        }
+        let ts = crate::ids::now_ms();
+        for (kind, _, seq) in &moves {
+            updates.push(CursorUpdate::Mark {
+                conversation_id: conv.clone(),
+                user_id: by.user_id.clone(),
+                kind: *kind,
+                seq: *seq,
+                ts,
+            });
+        }
+        Some((updates, moves))
     }
 
     /// Sends receipts for `by`'s user moving from `old` to `new` (after the move is durable).

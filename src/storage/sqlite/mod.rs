@@ -5,8 +5,10 @@
 //! on a fixed pool of reader threads (`readers`) with their own connections; WAL lets them
 //! proceed while the writer commits. The SQL itself is in one file per entity (`users`,
 //! `conversations`, `messages`, `events`, `cursors`, `files`) as plain functions of a
-//! connection; this file only routes each `Store` method to the writer or a reader.
+//! connection; `conn` opens connections and maps SQLite's errors; this file only routes each
+//! `Store` method to the writer or a reader.
 
+mod conn;
 mod conversations;
 mod cursors;
 mod events;
@@ -27,8 +29,9 @@ pub use migrate::migrate_dir;
 use super::*;
 use crate::config::{Durability, StorageConfig};
 use crate::metrics::Metrics;
+use conn::{internal, is_unique_violation, open, sql};
 use readers::ReadPool;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -41,62 +44,6 @@ pub struct SqliteStore {
     /// append in flight per conversation actor, and rate-limited cursor moves.
     writer: mpsc::UnboundedSender<Cmd>,
     readers: ReadPool,
-}
-
-fn internal(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(e.to_string())
-}
-
-/// A SQLite error as a store error: the conditions of the machine (a full disk, an I/O error,
-/// a lock held too long) are `Unavailable`, which callers retry; anything else is a fault.
-fn sql(e: rusqlite::Error) -> StoreError {
-    use rusqlite::ErrorCode as C;
-    match e.sqlite_error_code() {
-        Some(
-            C::DiskFull
-            | C::SystemIoFailure
-            | C::DatabaseBusy
-            | C::DatabaseLocked
-            | C::CannotOpen
-            | C::ReadOnly
-            | C::OutOfMemory,
-        ) => StoreError::Unavailable(e.to_string()),
-        _ => internal(e),
-    }
-}
-
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-        || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
-}
-
-/// Waits for a lock held by another connection (another node's writer, in a cluster sharing
-/// the file) for up to about 5 s. SQLite's own busy timeout sleeps 10-100 ms between tries,
-/// which is 10-50 commits of another node: polling every 0.2-1 ms took the 3-node ack latency
-/// p99.9 from 3.0-3.4 s to about 0.57 s on the 2-core project machine (`load-tests/cluster`).
-fn busy(attempt: i32) -> bool {
-    let pause = if attempt < 50 { 200 } else { 1000 };
-    std::thread::sleep(std::time::Duration::from_micros(pause));
-    attempt < 5000
-}
-
-fn open(path: &Path, cache_kib: u64, read_only: bool) -> rusqlite::Result<Connection> {
-    let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    };
-    let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_handler(Some(busy))?;
-    conn.execute_batch(&format!(
-        "PRAGMA cache_size = -{cache_kib}; PRAGMA foreign_keys = OFF;"
-    ))?;
-    // Above the number of distinct statements (about 120 with v1.1): a statement evicted
-    // from the cache is parsed again on its next use, which showed in the storm's profile.
-    conn.set_prepared_statement_cache_capacity(256);
-    Ok(conn)
 }
 
 impl SqliteStore {
