@@ -151,3 +151,20 @@ pub struct PageParts {
     /// The reactions to the messages that are neither retracted nor hidden.
     pub reactions: Vec<(u64, Vec<ReactionCount>)>,
 }
+
+impl PageParts {
+    /// The lowest and highest seq of `messages`: the range whose hides are read.
+    pub fn span(messages: &[StoredMessage]) -> Option<(u64, u64)> {
+        let lo = messages.iter().map(|m| m.seq).min()?;
+        Some((lo, messages.iter().map(|m| m.seq).max()?))
+    }
+
+    /// The seqs whose reactions are read: neither retracted nor hidden.
+    pub fn shown(messages: &[StoredMessage], hidden: &[u64]) -> Vec<u64> {
+        messages
+            .iter()
+            .filter(|m| !m.deleted && !hidden.contains(&m.seq))
+            .map(|m| m.seq)
+            .collect()
+    }
+}

@@ -165,8 +165,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Replaces the user's password hash; `NotFound` if there is no such user.
     async fn set_password_hash(&self, user_id: &str, hash: String) -> StoreResult<()>;
-    /// Records when each device was last seen connected (a later time than the stored one
-    /// wins; an unknown device is skipped). One call per batch: sessions end by the thousand
+    /// Records when each device was last seen connected (an unknown device is skipped; SQLite
+    /// keeps the later of the stored and the given time, ScyllaDB the last written, and the
+    /// batches come in time order). One call per batch: sessions end by the thousand
     /// in a reconnect storm (`actors::last_seen`).
     async fn touch_devices(&self, seen: Vec<(String, i64)>) -> StoreResult<()>;
     /// Deletes the user's row and frees its username (v1.1 account deletion: the caller has
@@ -349,20 +350,13 @@ pub trait Store: Send + Sync + 'static {
         let messages = self
             .messages(conversation_id, after, before, limit, order)
             .await?;
-        let (Some(lo), Some(hi)) = (
-            messages.iter().map(|m| m.seq).min(),
-            messages.iter().map(|m| m.seq).max(),
-        ) else {
+        let Some((lo, hi)) = PageParts::span(&messages) else {
             return Ok(PageParts::default());
         };
         let hidden = self
             .hidden_seqs(viewer, conversation_id, lo - 1, hi + 1)
             .await?;
-        let shown: Vec<u64> = messages
-            .iter()
-            .filter(|m| !m.deleted && !hidden.contains(&m.seq))
-            .map(|m| m.seq)
-            .collect();
+        let shown = PageParts::shown(&messages, &hidden);
         let reactions = match shown.is_empty() {
             true => Vec::new(),
             false => self.reactions(conversation_id, &shown, viewer).await?,

@@ -5,6 +5,12 @@ use crate::storage::StoreError;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 
+/// Runs a statement without parameters through the statement cache (transaction control:
+/// parsing `BEGIN` or `SAVEPOINT` for every job showed in the profiles).
+pub(super) fn exec_cached(c: &Connection, stmt: &str) -> rusqlite::Result<usize> {
+    c.prepare_cached(stmt).and_then(|mut s| s.execute([]))
+}
+
 pub(super) fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }

@@ -275,7 +275,7 @@ pub(super) fn page_parts(
     limit: u32,
     order: Order,
 ) -> StoreResult<PageParts> {
-    let run = |stmt: &str| c.prepare_cached(stmt).and_then(|mut s| s.execute([]));
+    let run = |stmt: &str| super::exec_cached(c, stmt);
     run("BEGIN").map_err(sql)?;
     let parts = page_parts_in(c, id, viewer, range, limit, order);
     let end = run("COMMIT");
@@ -296,18 +296,11 @@ fn page_parts_in(
     order: Order,
 ) -> StoreResult<PageParts> {
     let messages = super::messages::page(c, id, after, before, limit, order)?;
-    let (Some(lo), Some(hi)) = (
-        messages.iter().map(|m| m.seq).min(),
-        messages.iter().map(|m| m.seq).max(),
-    ) else {
+    let Some((lo, hi)) = PageParts::span(&messages) else {
         return Ok(PageParts::default());
     };
     let hidden = hidden_seqs(c, viewer, id, lo - 1, hi + 1)?;
-    let shown: Vec<u64> = messages
-        .iter()
-        .filter(|m| !m.deleted && !hidden.contains(&m.seq))
-        .map(|m| m.seq)
-        .collect();
+    let shown = PageParts::shown(&messages, &hidden);
     let reactions = reactions(c, id, &shown, viewer)?;
     Ok(PageParts {
         messages,

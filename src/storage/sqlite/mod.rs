@@ -29,7 +29,7 @@ pub use migrate::migrate_dir;
 use super::*;
 use crate::config::{Durability, StorageConfig};
 use crate::metrics::Metrics;
-use conn::{internal, is_unique_violation, open, sql};
+use conn::{exec_cached, internal, is_unique_violation, open, sql};
 use readers::ReadPool;
 use rusqlite::Connection;
 use std::path::Path;

@@ -58,9 +58,8 @@ fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    // Cached like every statement: a job is often a single small write, and parsing these
-    // two for each one showed in the writer's profile.
-    let run = |stmt: &str| conn.prepare_cached(stmt).and_then(|mut s| s.execute([]));
+    // A job is often a single small write: the savepoint statements go through the cache.
+    let run = |stmt: &str| super::exec_cached(conn, stmt);
     run("SAVEPOINT job").map_err(sql)?;
     let r = f(conn);
     let end = if r.is_ok() {
