@@ -1,8 +1,9 @@
-//! The test harness: real server processes (`server`), a real Redis (`redis`; a Redis Cluster
-//! or a Sentinel set: `redis_cluster`), a WebSocket
-//! client (`client`), and small helpers for waiting on conditions and checking errors.
+//! The test harness: real server processes (`server`) and the requests tests make of them
+//! (`api`), a real Redis (`redis`; a Redis Cluster or a Sentinel set: `redis_cluster`), a
+//! WebSocket client (`client`), and small helpers for waiting on conditions and checking errors.
 #![allow(dead_code)]
 
+mod api;
 mod client;
 mod redis;
 mod redis_cluster;
@@ -16,13 +17,23 @@ pub use server::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-/// A port nothing listens on right now (the kernel's pick for a throwaway listener).
+/// A port nothing listens on right now (the kernel's pick for a throwaway listener), never
+/// handed out twice in this process: the kernel may pick a port again once its listener is
+/// closed, and two tests' servers on one port would answer each other's clients.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `cond` every 20 ms for up to `within`; true as soon as it holds.

@@ -1,12 +1,10 @@
-//! The test-app builder: starts the real `parley` binary (one node or a cluster) on a free
-//! loopback port with a temporary data directory, waits until `/readyz` says it is ready,
-//! and talks to it over real sockets (HTTP with ureq, WebSocket with tokio-tungstenite).
+//! The test-app builder: starts the real `parley` binary (one node or a cluster) on a
+//! loopback port of its own with a temporary data directory, waits until `/readyz` says it is
+//! ready, and stops, kills and restarts it. `api` talks to it over real sockets.
 
-use super::client::{Client, Dev};
 use super::redis::Redis;
 use super::redis_cluster::{RedisCluster, Sentinels};
-use super::{free_port, get_json, readyz, wait_until};
-use serde_json::{json, Value};
+use super::{get_json, readyz, wait_until};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -282,49 +280,49 @@ impl TestServer {
         Self::builder().start()
     }
 
-    /// Starts the process and waits for `/readyz`. A node with no address yet gets a free
-    /// port; if another process took that port meanwhile, it tries another.
+    /// Starts the process and waits for `/readyz`. A node with no address yet listens on
+    /// port 0 and says which port it got: a "free" port picked beforehand could be taken by
+    /// another test's server meanwhile, whose `/readyz` would then answer for this one.
     fn spawn(&mut self) {
         let cfg_path = self.dir.join(format!("{}.toml", self.log_name));
         std::fs::write(&cfg_path, merged_config(&self.extra)).unwrap();
         let fixed = !self.addr.is_empty();
-        for _ in 0..5 {
-            let addr = if fixed {
-                self.addr.clone()
-            } else {
-                format!("127.0.0.1:{}", free_port())
-            };
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir.join(&self.log_name))
-                .unwrap();
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_parley"));
-            cmd.args(["serve", "--listen", &addr, "--data-dir"])
-                .arg(self.data_dir.as_ref().unwrap_or(&self.dir))
-                .arg("--config")
-                .arg(&cfg_path)
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(log));
-            if let Some(n) = self.nofile {
-                limit_nofile(&mut cmd, n);
-            }
-            let mut child = cmd.spawn().expect("spawn parley");
-            let ready = wait_until(Duration::from_secs(30), || {
-                matches!(child.try_wait(), Ok(Some(_))) || readyz(&addr) == 200
-            });
-            if ready && readyz(&addr) == 200 {
-                self.addr = addr;
-                self.child = Some(child);
-                return;
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            if fixed || !self.log().contains("bind ") {
-                break;
-            }
+        let listen = if fixed {
+            self.addr.clone()
+        } else {
+            "127.0.0.1:0".into()
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(&self.log_name))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_parley"));
+        cmd.args(["serve", "--listen", &listen, "--data-dir"])
+            .arg(self.data_dir.as_ref().unwrap_or(&self.dir))
+            .arg("--config")
+            .arg(&cfg_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        if let Some(n) = self.nofile {
+            limit_nofile(&mut cmd, n);
         }
+        let mut child = cmd.spawn().expect("spawn parley");
+        let bound = announced_addr(&mut child);
+        let addr = if fixed { Some(listen) } else { bound };
+        let ready = addr.as_deref().is_some_and(|a| {
+            wait_until(Duration::from_secs(30), || {
+                matches!(child.try_wait(), Ok(Some(_))) || readyz(a) == 200
+            }) && readyz(a) == 200
+        });
+        if ready {
+            self.addr = addr.unwrap();
+            self.child = Some(child);
+            return;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("server did not become ready; log:\n{}", self.log());
     }
 
@@ -371,192 +369,6 @@ impl TestServer {
             std::net::TcpListener::bind(&self.addr).is_ok()
         });
         self.spawn();
-    }
-
-    /// A URL on the next node (round-robin in a cluster).
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.pick(), path)
-    }
-
-    /// One HTTP request with a JSON body; returns the status and the JSON answer (or Null).
-    pub async fn http(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let (status, bytes, _) = self
-            .http_raw(
-                method,
-                path,
-                token,
-                body.map(|b| ("application/json".to_string(), b.to_string().into_bytes())),
-                vec![],
-            )
-            .await;
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, v)
-    }
-
-    /// A raw HTTP request: body with its content type, extra headers; returns status, body
-    /// bytes and the response headers.
-    pub async fn http_raw(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<(String, Vec<u8>)>,
-        headers: Vec<(String, String)>,
-    ) -> (u16, Vec<u8>, Vec<(String, String)>) {
-        let url = self.url(path);
-        let method = method.to_string();
-        let token = token.map(String::from);
-        tokio::task::spawn_blocking(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(20)))
-                .build()
-                .into();
-            let mut req = ureq::http::Request::builder()
-                .method(method.as_str())
-                .uri(&url);
-            if let Some(t) = &token {
-                req = req.header("Authorization", format!("Bearer {t}"));
-            }
-            for (k, v) in &headers {
-                req = req.header(k, v);
-            }
-            let resp = match body {
-                Some((ct, bytes)) => agent.run(req.header("Content-Type", ct).body(bytes).unwrap()),
-                None => agent.run(req.body(()).unwrap()),
-            };
-            let mut resp = resp.expect("http request");
-            let status = resp.status().as_u16();
-            let hs = resp
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                .collect();
-            let bytes = resp.body_mut().read_to_vec().unwrap_or_default();
-            (status, bytes, hs)
-        })
-        .await
-        .unwrap()
-    }
-
-    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        self.http("GET", path, Some(token), None).await
-    }
-
-    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        self.http("POST", path, token, Some(body)).await
-    }
-
-    pub async fn delete(&self, path: &str, token: &str) -> (u16, Value) {
-        self.http("DELETE", path, Some(token), None).await
-    }
-
-    /// Creates a user and logs in one device.
-    pub async fn user(&self, name: &str) -> Dev {
-        let (s, v) = self
-            .http(
-                "POST",
-                "/v1/users",
-                None,
-                Some(json!({"username": name, "password": "password123"})),
-            )
-            .await;
-        assert_eq!(s, 201, "create user {name}: {v}");
-        self.login(name).await
-    }
-
-    /// Logs in another device of an existing user.
-    pub async fn login(&self, name: &str) -> Dev {
-        let (s, v) = self
-            .http(
-                "POST",
-                "/v1/sessions",
-                None,
-                Some(json!({"username": name, "password": "password123"})),
-            )
-            .await;
-        assert_eq!(s, 200, "login {name}: {v}");
-        Dev {
-            user_id: v["user_id"].as_str().unwrap().to_string(),
-            device_id: v["device_id"].as_str().unwrap().to_string(),
-            token: v["token"].as_str().unwrap().to_string(),
-        }
-    }
-
-    pub async fn direct(&self, a: &Dev, b: &Dev) -> String {
-        let (s, v) = self
-            .http(
-                "POST",
-                "/v1/conversations",
-                Some(&a.token),
-                Some(json!({"kind": "direct", "members": [b.user_id]})),
-            )
-            .await;
-        assert!(s == 201 || s == 200, "direct: {s} {v}");
-        v["conversation_id"].as_str().unwrap().to_string()
-    }
-
-    pub async fn group(&self, creator: &Dev, members: &[&Dev]) -> String {
-        let ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
-        let (s, v) = self
-            .http(
-                "POST",
-                "/v1/conversations",
-                Some(&creator.token),
-                Some(json!({"kind": "group", "title": "g", "members": ids})),
-            )
-            .await;
-        assert_eq!(s, 201, "group: {v}");
-        v["conversation_id"].as_str().unwrap().to_string()
-    }
-
-    /// All messages of a conversation via HTTP (forward paging).
-    pub async fn all_messages(&self, dev: &Dev, conv: &str) -> Vec<Value> {
-        let mut out = Vec::new();
-        let mut after = 0u64;
-        loop {
-            let (s, v) = self
-                .http(
-                    "GET",
-                    &format!("/v1/conversations/{conv}/messages?after_seq={after}&limit=200"),
-                    Some(&dev.token),
-                    None,
-                )
-                .await;
-            assert_eq!(s, 200, "{v}");
-            let page = v["messages"].as_array().unwrap().clone();
-            if page.is_empty() {
-                return out;
-            }
-            after = page.last().unwrap()["seq"].as_u64().unwrap();
-            out.extend(page);
-        }
-    }
-
-    /// Waits until `dev`'s delivered cursor in `conv` (as `GET /v1/conversations` shows it)
-    /// reaches `seq`: a `received` is applied asynchronously.
-    pub async fn wait_delivered(&self, dev: &Dev, conv: &str, seq: u64) {
-        let reached = super::eventually(Duration::from_secs(10), || async {
-            let (_, v) = self.get("/v1/conversations", &dev.token).await;
-            v["conversations"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["conversation_id"] == conv && c["delivered_seq"].as_u64() >= Some(seq))
-        })
-        .await;
-        assert!(reached, "delivered cursor of {conv} never reached {seq}");
-    }
-
-    /// A WebSocket on the next node (round-robin in a cluster).
-    pub async fn ws(&self, dev: &Dev) -> Client {
-        Client::connect(&self.pick(), Some(&dev.token)).await
     }
 }
 
@@ -608,4 +420,20 @@ impl Drop for TestServer {
             let _ = c.wait();
         }
     }
+}
+
+/// The address a starting node prints on stdout (`listening on ADDR`), or None if it exits
+/// (or stays silent for 30 s) first. The rest of its stdout is drained until it exits.
+fn announced_addr(child: &mut Child) -> Option<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30)).ok()
 }
