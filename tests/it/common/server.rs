@@ -309,8 +309,9 @@ impl TestServer {
             limit_nofile(&mut cmd, n);
         }
         let mut child = cmd.spawn().expect("spawn parley");
-        let bound = announced_addr(&mut child);
-        let addr = if fixed { Some(listen) } else { bound };
+        // Also for a fixed address: a node that failed to bind announces nothing, and another
+        // process's `/readyz` on that port does not answer for it.
+        let addr = announced_addr(&mut child);
         let ready = addr.as_deref().is_some_and(|a| {
             wait_until(Duration::from_secs(30), || {
                 matches!(child.try_wait(), Ok(Some(_))) || readyz(a) == 200
