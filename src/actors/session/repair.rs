@@ -12,10 +12,20 @@ use crate::storage::CursorUpdate;
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a client that said `more` may take to ask for its next page before the server
+/// repairs gaps itself again.
+const PAGING_GRACE: Duration = Duration::from_secs(30);
 
 impl SessionActor {
     /// Fetches what follows `pushed` in one conversation and pushes it in order.
+    /// Not while the client pages: its pages bring what storage holds, and they are the
+    /// bound it asked for (a catch-up begun before its first page stops at its next page).
     pub(super) fn catch_up(&mut self, conv: Arc<str>, ctx: &mut Context<Self>) {
+        if self.paging() {
+            return;
+        }
         let Some(user) = self.ident.as_ref().map(|i| i.user_id.clone()) else {
             return;
         };
@@ -34,10 +44,14 @@ impl SessionActor {
             async move { reads::owed_frames(&*core.store, &user, &c, after, page).await }
                 .into_actor(self)
                 .map(move |res, act, ctx| {
+                    let paging = act.paging();
                     let Some(pos) = act.convs.get_mut(&conv) else {
                         return;
                     };
                     pos.catching_up = false;
+                    if paging {
+                        return; // the client began paging meanwhile: its pages bring these
+                    }
                     let items = match res {
                         Ok(items) => items,
                         Err(e) => {
@@ -118,7 +132,7 @@ impl SessionActor {
     /// Whether the client is paging with `sync` (see `paging_until`).
     pub(super) fn paging(&mut self) -> bool {
         match self.paging_until {
-            Some(t) if t > std::time::Instant::now() => true,
+            Some(t) if t > Instant::now() => true,
             Some(_) => {
                 self.paging_until = None;
                 false
@@ -173,9 +187,7 @@ impl SessionActor {
                     }
                     // A client with more to page is left to page: 30 s without its next
                     // request, and the server repairs gaps again.
-                    act.paging_until = page
-                        .more
-                        .then(|| std::time::Instant::now() + std::time::Duration::from_secs(30));
+                    act.paging_until = page.more.then(|| Instant::now() + PAGING_GRACE);
                     act.enqueue(view::synced(id, page.more), ctx);
                 }
                 Err(e) => act.send_error(Some(id), e, ctx),

@@ -17,23 +17,43 @@ pub use server::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-/// A port nothing listens on right now (the kernel's pick for a throwaway listener), never
-/// handed out twice in this process: the kernel may pick a port again once its listener is
-/// closed, and two tests' servers on one port would answer each other's clients.
+/// A port nothing listens on right now, for a process that must listen at a fixed address
+/// (Redis, S3, a node restarted where its clients know it), never handed out twice in this
+/// process.
+///
+/// The port is taken below the kernel's ephemeral range (`ip_local_port_range`), where the
+/// kernel never puts anything by itself: a node listening on port 0, or any outgoing
+/// connection, gets its port from that range, so it can never take a port handed out here
+/// between this check and the process binding it (the cause of "a node exited" in CI).
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if !given.contains(&port) {
-            given.push(port);
+    static NEXT: std::sync::Mutex<Option<u32>> = std::sync::Mutex::new(None);
+    let (low, span) = fixed_port_range();
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    // Each test process starts at its own place in the range, so two suites run side by
+    // side (by hand) rarely try the same ports.
+    let at = next.get_or_insert_with(|| std::process::id().wrapping_mul(7919) % span);
+    for _ in 0..span {
+        let port = (low + *at % span) as u16;
+        *at = (*at + 1) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+    panic!("no free port in {low}..{}", low + span);
+}
+
+/// The ports below the ephemeral range: `(first, how many)`.
+fn fixed_port_range() -> (u32, u32) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let low = ephemeral_low.saturating_sub(12000).max(1024);
+    assert!(
+        low < ephemeral_low,
+        "the ephemeral range starts at {ephemeral_low}"
+    );
+    (low, ephemeral_low - low)
 }
 
 /// Polls `cond` every 20 ms for up to `within`; true as soon as it holds.

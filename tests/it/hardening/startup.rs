@@ -53,8 +53,12 @@ async fn nodes_started_together_on_a_fresh_directory_all_come_up_with_one_secret
     let all_ready = wait_until(Duration::from_secs(30), || {
         addrs.iter().all(|a| readyz(a) == 200)
     });
-    for c in children.iter_mut() {
-        assert!(c.try_wait().unwrap().is_none(), "a node exited");
+    for (c, a) in children.iter_mut().zip(&addrs) {
+        if let Some(status) = c.try_wait().unwrap() {
+            let log = tmp.path().join(format!("{}.log", a.replace(':', "_")));
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("the node at {a} exited ({status}):\n{log}");
+        }
     }
     assert!(all_ready, "not every node became ready");
     // One secret: a token minted by one node works on the others.
