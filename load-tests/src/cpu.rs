@@ -30,6 +30,36 @@ pub fn ticks(pids: &[u32]) -> u64 {
         .sum()
 }
 
+/// Time the processes' threads spent runnable but waiting for a CPU, in ns, and how often
+/// they were switched out against their will (from `/proc/PID/task/*/schedstat` and
+/// `status`): CPU starvation, the off-CPU time that is not waiting on I/O or peers.
+pub fn waits(pids: &[u32]) -> (u64, u64) {
+    let (mut wait_ns, mut involuntary) = (0, 0);
+    for p in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let dir = t.path();
+            if let Ok(s) = std::fs::read_to_string(dir.join("schedstat")) {
+                wait_ns += s
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+            if let Ok(s) = std::fs::read_to_string(dir.join("status")) {
+                involuntary += s
+                    .lines()
+                    .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    (wait_ns, involuntary)
+}
+
 /// USER_HZ, the unit of /proc/PID/stat times: 100 on every Linux this runs on.
 const TICKS_PER_S: f64 = 100.0;
 
@@ -37,13 +67,20 @@ const TICKS_PER_S: f64 = 100.0;
 pub struct Meter {
     server: u64,
     generator: u64,
+    /// Of threads that exist at both ends: a thread that ended in between takes its
+    /// counts with it (the server's threads live as long as it does).
+    server_waits: (u64, u64),
+    store: Option<crate::scrape::Snapshot>,
 }
 
 impl Meter {
     pub fn start() -> Meter {
+        let pids = SERVER_PIDS.get().map_or(&[][..], |p| p.as_slice());
         Meter {
-            server: ticks(SERVER_PIDS.get().map_or(&[], |p| p)),
+            server: ticks(pids),
             generator: ticks(&[std::process::id()]),
+            server_waits: waits(pids),
+            store: crate::scrape::take(),
         }
     }
 
@@ -56,9 +93,18 @@ impl Meter {
             (!pids.is_empty()).then(|| ticks(pids).saturating_sub(self.server) as f64 / tps);
         let generator_s = ticks(&[std::process::id()]).saturating_sub(self.generator) as f64 / tps;
         let per = |s: f64, n: u64| (n > 0).then(|| (s * 1e6 / n as f64 * 10.0).round() / 10.0);
+        let (wait_ns, involuntary) = waits(pids);
+        let waited = (!pids.is_empty()).then(|| {
+            json!({
+                "runqueue_wait_s": (wait_ns.saturating_sub(self.server_waits.0) as f64 / 1e6).round() / 1e3,
+                "involuntary_switches": involuntary.saturating_sub(self.server_waits.1),
+            })
+        });
         let mut out = json!({
             "server_cpu_s": server_s,
             "generator_cpu_s": generator_s,
+            "server_waiting_for_cpu": waited,
+            "server_store": crate::scrape::report(&self.store, &crate::scrape::take()),
         });
         for (name, n) in units {
             out[format!("server_cpu_us_per_{name}")] = json!(server_s.and_then(|s| per(s, *n)));

@@ -8,10 +8,17 @@ mod connect;
 mod cpu;
 mod direct;
 mod group;
+#[cfg(feature = "peers")]
+mod nats;
+#[cfg(feature = "peers")]
+mod peer_run;
 mod push;
 mod receipts;
+mod scrape;
 mod soak;
 mod storm;
+#[cfg(feature = "peers")]
+mod xmpp;
 
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
@@ -162,6 +169,25 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         round_timeout: u64,
     },
+    /// The `direct` workload against NATS JetStream at --url (nats://host:port); built with
+    /// `--features peers` (load-tests/peers runs it).
+    #[cfg(feature = "peers")]
+    Nats(peer_run::Workload),
+    /// The `direct` workload against an XMPP server's WebSocket at --url (ws://host:port/ws,
+    /// domain `localhost`, in-band registration open); built with `--features peers`.
+    #[cfg(feature = "peers")]
+    Xmpp(peer_run::Workload),
+    /// Idle client connections to NATS at --url, and the server RSS per connection.
+    #[cfg(feature = "peers")]
+    NatsIdle {
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        #[arg(long)]
+        server_pid: u32,
+        /// Seconds to wait before reading the server's RSS.
+        #[arg(long, default_value_t = 5)]
+        hold: u64,
+    },
     /// (internal) one client process of `connect`.
     #[command(hide = true)]
     ConnectWorker {
@@ -262,6 +288,7 @@ fn git_revision() -> String {
 async fn main() {
     let cli = Cli::parse();
     let url = cli.url[0].clone();
+    scrape::set_nodes(&cli.url);
     let mut report = match cli.cmd {
         Cmd::Direct {
             pairs,
@@ -353,6 +380,22 @@ async fn main() {
             };
             push::push(&url, cfg).await
         }
+        #[cfg(feature = "peers")]
+        Cmd::Nats(w) => {
+            cpu::set_server_pids(w.server_pids.clone());
+            nats::direct(&url, &w).await
+        }
+        #[cfg(feature = "peers")]
+        Cmd::Xmpp(w) => {
+            cpu::set_server_pids(w.server_pids.clone());
+            xmpp::direct(&url, &w).await
+        }
+        #[cfg(feature = "peers")]
+        Cmd::NatsIdle {
+            connections,
+            server_pid,
+            hold,
+        } => nats::idle(&url, connections, server_pid, hold).await,
         Cmd::ConnectWorker {
             connections,
             users,

@@ -57,8 +57,8 @@ pub async fn receipts(base: &str, size: usize, messages: u64, gap_ms: u64) -> Va
     // Members: mark each message received, then read, as it arrives.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut members = Vec::new();
-    for m in 1..size {
-        let mut ws = connect(base, &logins[m].token).await;
+    for login in &logins[1..size] {
+        let mut ws = connect(base, &login.token).await;
         let mut stop = stop_rx.clone();
         members.push(tokio::spawn(async move {
             let mut order = Order::default();
