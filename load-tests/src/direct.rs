@@ -191,11 +191,9 @@ pub async fn direct(
         acked += max_seq;
         targets.push(max_seq);
     }
-    let send_secs = t_send
-        .elapsed()
-        .as_secs_f64()
-        .min(duration as f64)
-        .max(0.001);
+    // Until the last ack, as for the peers (load-tests/peers): the last window drains after
+    // the sending stopped.
+    let send_secs = t_send.elapsed().as_secs_f64().max(0.001);
     let (mut delivered, mut dups, mut gaps, mut short) = (0u64, 0u64, 0u64, 0u64);
     let receivers = futures_util::future::join_all(receivers).await;
     let cpu = meter.report(&[("message", acked)]);

@@ -128,10 +128,8 @@ pub async fn tally(
         errors += e;
         targets.push(n);
     }
-    let send_secs = t_send
-        .elapsed()
-        .as_secs_f64()
-        .clamp(0.001, w.duration as f64);
+    // Until the last ack: a slow peer's last window drains after the sending stopped.
+    let send_secs = t_send.elapsed().as_secs_f64().max(0.001);
     let receivers = futures_util::future::join_all(receivers).await;
     let cpu = meter.report(&[("message", acked)]);
     let (mut e2e, mut delivered, mut dups, mut gaps, mut short) = (hist(), 0, 0, 0, 0);

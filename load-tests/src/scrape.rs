@@ -44,8 +44,13 @@ pub fn take() -> Option<Snapshot> {
     let nodes = NODES.get()?;
     let mut snap = Snapshot::default();
     let mut any = false;
+    // A node that stopped answering must not hold the scenario up.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(2)))
+        .build()
+        .into();
     for n in nodes {
-        let Ok(mut resp) = ureq::get(&format!("{n}/metrics")).call() else {
+        let Ok(mut resp) = agent.get(&format!("{n}/metrics")).call() else {
             continue;
         };
         let Ok(text) = resp.body_mut().read_to_string() else {

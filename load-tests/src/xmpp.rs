@@ -49,6 +49,17 @@ async fn send(ws: &mut Ws, s: String) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The server asks how many stanzas this side has handled (XEP-0198 `<r/>`): unanswered, it
+/// closes the stream after its ack timeout.
+fn is_request(t: &str) -> bool {
+    t.starts_with("<r ") || t.starts_with("<r/")
+}
+
+/// A stanza, which stream management counts.
+fn is_stanza(t: &str) -> bool {
+    t.starts_with("<message") || t.starts_with("<presence") || t.starts_with("<iq")
+}
+
 /// The next frame for which `want` holds; an XMPP error or a closed socket is an error.
 async fn until(ws: &mut Ws, want: impl Fn(&str) -> bool) -> Result<String, String> {
     loop {
@@ -148,6 +159,7 @@ async fn send_loop(mut ws: Ws, to: &str, text: &str, mut pace: Pacer, t0: Instan
     let mut ack_h = hist();
     let (mut n, mut acked, mut errors) = (0u64, 0u64, 0u64);
     let mut inflight: VecDeque<u64> = VecDeque::new(); // send times of n = acked+1..
+    let mut handled = 0u64; // stanzas from the server, for its own `<r/>`
     loop {
         if pace.finished(inflight.len(), errors) {
             break;
@@ -157,7 +169,11 @@ async fn send_loop(mut ws: Ws, to: &str, text: &str, mut pace: Pacer, t0: Instan
             biased;
             m = tokio::time::timeout(Duration::from_secs(10), ws.next()) => match m {
                 Ok(Some(Ok(Message::Text(t)))) => {
-                    if t.starts_with("<a ") {
+                    if is_request(&t) {
+                        let _ = send(&mut ws, format!("<a xmlns='urn:xmpp:sm:3' h='{handled}'/>")).await;
+                    } else if is_stanza(&t) {
+                        handled += 1;
+                    } else if t.starts_with("<a ") {
                         let h: u64 = attr(&t, "h").and_then(|h| h.parse().ok()).unwrap_or(acked);
                         let now = now_us(t0);
                         while acked < h {
@@ -201,11 +217,11 @@ async fn receive(mut ws: Ws, t0: Instant, mut finish: Finish) -> Received {
         tokio::select! {
             m = tokio::time::timeout(Duration::from_millis(200), ws.next()) => match m {
                 Ok(Some(Ok(Message::Text(t)))) => {
-                    if t.starts_with("<r ") || t.starts_with("<r/") {
+                    if is_request(&t) {
                         let _ = send(&mut ws, format!("<a xmlns='urn:xmpp:sm:3' h='{handled}'/>")).await;
                         continue;
                     }
-                    if !t.starts_with("<message") && !t.starts_with("<presence") && !t.starts_with("<iq") {
+                    if !is_stanza(&t) {
                         continue;
                     }
                     handled += 1;

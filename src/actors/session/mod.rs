@@ -106,7 +106,10 @@ impl SessionActor {
             ctx.stop();
             return;
         }
-        if self.missed.swap(false, Ordering::AcqRel) {
+        // Paging that ran out (the client stopped asking) leaves what it skipped owed: the
+        // refresh repairs it, as a missed frame's does.
+        let paging_ran_out = self.paging_until.is_some() && !self.paging();
+        if self.missed.swap(false, Ordering::AcqRel) || paging_ran_out {
             self.refresh(ctx);
         }
     }

@@ -186,7 +186,7 @@ impl SessionActor {
                         act.release_events(&conv, ctx);
                     }
                     // A client with more to page is left to page: 30 s without its next
-                    // request, and the server repairs gaps again.
+                    // request, and the heartbeat's refresh repairs what is still owed.
                     act.paging_until = page.more.then(|| Instant::now() + PAGING_GRACE);
                     act.enqueue(view::synced(id, page.more), ctx);
                 }
