@@ -44,7 +44,7 @@ report["saturation"] = {s: figures(runs.get(f"{s}_saturation")) for s in systems
 for s in systems:
     r = runs.get(f"{s}_idle") or {}
     report["idle"][s] = {
-        "connections": r.get("connections") or r.get("connected"),
+        "connections": r.get("connections"),
         "server_bytes_per_connection": r.get("server_bytes_per_connection"),
     }
 

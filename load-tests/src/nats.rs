@@ -149,7 +149,7 @@ async fn receive(consumer: consumer::PullConsumer, t0: Instant, mut finish: Fini
                     if !order.see(n) {
                         continue;
                     }
-                    let now = t0.elapsed().as_micros() as u64;
+                    let now = now_us(t0);
                     let _ = e2e.record(now.saturating_sub(sent).max(1));
                     if n % 64 == 0 {
                         let _ = m.ack().await;

@@ -29,7 +29,9 @@ pub fn set_nodes(urls: &[String]) {
 /// One histogram: cumulative counts per upper bound, and the sum.
 #[derive(Clone, Default)]
 struct Hist {
-    buckets: BTreeMap<u64, f64>, // le (as f64 bits ordered by value) -> cumulative count
+    /// Cumulative count per upper bound `le`, keyed by its bits: for the non-negative floats
+    /// (and +Inf) of bucket bounds, the bits sort as the values do.
+    buckets: BTreeMap<u64, f64>,
     sum: f64,
     count: f64,
 }
@@ -88,15 +90,10 @@ fn parse_into(text: &str, snap: &mut Snapshot) {
                 } else {
                     le.parse().unwrap_or(f64::INFINITY)
                 };
-                *h.buckets.entry(order_key(le)).or_default() += value;
+                *h.buckets.entry(le.to_bits()).or_default() += value;
             }
         }
     }
-}
-
-/// A key that sorts non-negative floats by value.
-fn order_key(v: f64) -> u64 {
-    v.to_bits()
 }
 
 /// What happened between `before` and `after`: per histogram its count, mean, and the upper

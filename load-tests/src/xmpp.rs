@@ -229,7 +229,7 @@ async fn receive(mut ws: Ws, t0: Instant, mut finish: Finish) -> Received {
                     let mut parts = body.splitn(3, ':');
                     let (Some(Ok(n)), Some(Ok(sent))) = (parts.next().map(str::parse::<u64>), parts.next().map(str::parse::<u64>)) else { continue };
                     if order.see(n) {
-                        let now = t0.elapsed().as_micros() as u64;
+                        let now = now_us(t0);
                         let _ = e2e.record(now.saturating_sub(sent).max(1));
                     }
                 }

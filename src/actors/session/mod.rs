@@ -134,8 +134,8 @@ impl SessionActor {
             pos.pushed = seq;
             self.enqueue(frame, ctx);
             self.release_events(&conversation_id, ctx);
-        } else if !self.paging() {
-            self.catch_up(conversation_id, ctx);
+        } else {
+            self.catch_up(conversation_id, ctx); // none while the client pages
         }
     }
 
