@@ -28,12 +28,12 @@ use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse};
 use futures_util::future::LocalBoxFuture;
 
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    req.headers()
-        .get(actix_web::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    bearer_value(req.headers().get(actix_web::http::header::AUTHORIZATION)?)
+}
+
+/// The token of an `Authorization: Bearer` header's value.
+pub fn bearer_value(v: &actix_web::http::header::HeaderValue) -> Option<&str> {
+    v.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 fn verify(req: &HttpRequest) -> Result<Claims, ApiError> {
@@ -129,7 +129,7 @@ fn account_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
-        .route("/v1/ws", web::get().to(ws::upgrade))
+        .route("/v1/ws", web::get().to(ws::not_an_upgrade))
         .route("/v1/users", web::post().to(accounts::create_user))
         .route("/v1/users", web::get().to(accounts::find_user))
         .route("/v1/users/me", web::get().to(accounts::me))

@@ -14,15 +14,8 @@ use std::time::Duration;
 const TOO_SLOW: &str = "the request body arrived too slowly";
 
 /// Wraps the request's body so that a pause longer than `limit` ends it with an error.
-///
-/// Not a WebSocket upgrade's: its "body" is the socket's frames for the session's lifetime,
-/// where a pause is an idle client (judged by the session's heartbeat, not by this), and the
-/// wrapper cost a timer per read. A pong arriving once per 15 s heartbeat also raced the
-/// 15 s default limit, closing idle sessions.
+/// (A WebSocket upgrade never gets here: `gateway::ws` takes the connection before routing.)
 pub fn limit_body_pauses(req: &mut ServiceRequest, limit: Duration) {
-    if is_websocket_upgrade(req) {
-        return;
-    }
     let inner = std::mem::replace(req.parts_mut().1, Payload::None);
     let stream = futures_util::stream::unfold(Some(inner), move |state| async move {
         let mut inner = state?;
@@ -36,13 +29,6 @@ pub fn limit_body_pauses(req: &mut ServiceRequest, limit: Duration) {
         }
     });
     req.set_payload(Payload::from(stream.boxed_local()));
-}
-
-fn is_websocket_upgrade(req: &ServiceRequest) -> bool {
-    req.headers()
-        .get(actix_web::http::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 /// Whether a body error is the pause limit's.

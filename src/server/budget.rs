@@ -5,15 +5,18 @@
 //! descriptors fails at random places (an accept, a commit's WAL write, a Redis reconnect), so
 //! it never lets client connections take them all: at start it raises its soft
 //! `RLIMIT_NOFILE` to the hard limit, keeps a reserve for its own files, and splits the rest
-//! into a TCP limit (the HTTP server stops accepting past it; connections wait in the
-//! backlog) and a lower WebSocket session limit (an upgrade past it is answered 503), so that
-//! plain HTTP requests, and the 503 itself, always find a descriptor.
+//! in two. WebSocket sessions get most of it (an upgrade past `max_sessions` is answered 503);
+//! the HTTP server gets the remainder, `max_http`, for plain requests and upgrades in progress
+//! (past it, new connections wait in the kernel's backlog), so that plain HTTP requests, and
+//! the 503 itself, always find a descriptor. A session leaves the HTTP server's count once
+//! upgraded (`gateway::ws` takes the socket), so the two limits add up to the budget.
 
 use crate::config::Config;
 
 pub struct Budget {
-    pub max_connections: usize,
+    /// `max_sessions + max_http` is every client connection the node holds.
     pub max_sessions: usize,
+    pub max_http: usize,
 }
 
 impl Budget {
@@ -27,14 +30,16 @@ impl Budget {
             nofile.saturating_sub(reserve).max(16)
         };
         let headroom = (max_connections / 20).max(8);
+        let max_sessions = max_connections.saturating_sub(headroom).max(1);
         let budget = Budget {
-            max_connections,
-            max_sessions: max_connections.saturating_sub(headroom).max(1),
+            max_sessions,
+            max_http: max_connections.saturating_sub(max_sessions).max(1),
         };
         tracing::info!(
             nofile,
             max_connections,
-            max_sessions = budget.max_sessions,
+            max_sessions,
+            max_http = budget.max_http,
             "connection budget"
         );
         budget

@@ -6,21 +6,22 @@
 pub mod bridge;
 mod budget;
 mod datadir;
+mod http;
 
 use crate::actors::{Core, Hub, Peers, SingleNode, ToSession};
 use crate::auth::Auth;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use actix_web::{web, App, HttpServer};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A node's parts, built and joined together, before it serves anyone.
 pub struct Node {
     pub core: Arc<Core>,
-    /// TCP connections the HTTP server holds at most (see `budget`).
-    pub max_connections: usize,
+    /// TCP connections the HTTP server holds at most, upgrades in progress included; a
+    /// session leaves its count once upgraded (see `budget`).
+    pub max_http: usize,
     /// Set in cluster mode: the bus and the forwarded-request table.
     pub cluster: Option<Arc<Cluster>>,
     /// Held for the life of the node: see `datadir::lock`.
@@ -63,7 +64,7 @@ pub async fn build(cfg: Config) -> Result<Node, String> {
         metrics.clone(),
     );
     Ok(Node {
-        max_connections: budget.max_connections,
+        max_http: budget.max_http,
         core: Arc::new(Core::new(
             cfg, store, auth, metrics, peers, admission, blobs,
         )),
@@ -91,40 +92,19 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         let bus = cluster.bus();
         tracing::info!(node = %bus.node_id(), live = ?bus.live(), "joined the cluster");
     }
-    let data = web::Data::from(core.clone());
-    let max_json = core.config.limits.max_json_bytes;
-    let g = &core.config.gateway;
-    let body_timeout = Duration::from_millis(g.body_timeout_ms);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .wrap_fn(move |mut req, srv| {
-                crate::gateway::slow::limit_body_pauses(&mut req, body_timeout);
-                actix_web::dev::Service::call(srv, req)
-            })
-            .configure(|c| crate::gateway::routes(c, max_json))
-            .default_service(web::to(crate::gateway::not_found))
-    })
-    .workers(workers)
-    // Per worker; the total stays within the open-file budget, so accept() never fails
-    // with EMFILE: past it, new connections wait in the kernel's backlog.
-    .max_connections(node.max_connections.div_ceil(workers).max(1))
-    .client_request_timeout(Duration::from_millis(g.request_header_timeout_ms))
-    // Acks and messages are small frames that must leave at once; Nagle's algorithm would
-    // hold them until the client's delayed ACK.
-    .tcp_nodelay(true)
-    .disable_signals()
-    .shutdown_timeout(grace.as_secs().max(1))
-    .bind(&listen)
-    .map_err(|e| format!("bind {listen}: {e}"))?;
-    for addr in server.addrs() {
-        tracing::info!(%addr, max_connections = node.max_connections, "listening");
+    let limits = http::Limits {
+        workers,
+        max_connections: node.max_http,
+        shutdown_grace: grace,
+    };
+    let (server, addr) = http::start(&core, &listen, limits)?;
+    tracing::info!(%addr, "listening");
+    {
         // Machine-readable for scripts that start the server on port 0.
         use std::io::Write;
         let mut out = std::io::stdout();
         let _ = writeln!(out, "listening on {addr}").and_then(|_| out.flush());
     }
-    let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(expire_idempotency(core.clone()));
     actix_web::rt::spawn(crate::actors::sweep::run(core.clone()));
@@ -202,7 +182,7 @@ pub(crate) async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn shutdown(core: Arc<Core>, handle: actix_web::dev::ServerHandle, grace: Duration) {
+async fn shutdown(core: Arc<Core>, handle: actix_server::ServerHandle, grace: Duration) {
     tracing::info!("shutting down: no new connections, closing sessions with 1012");
     core.begin_shutdown();
     handle.pause().await;

@@ -16,22 +16,23 @@ mod events;
 mod inbound;
 mod outbound;
 mod repair;
+mod socket;
 
 pub use connect::PreAuth;
+pub use socket::{Socket, Ws};
 
 use super::admission::SessionPermit;
 use super::core::Core;
 use super::hub::ToSession;
 use crate::domain::reads::Position;
 use actix::prelude::*;
-use actix_ws::{Message as WsMessage, ProtocolError};
 use bytestring::ByteString;
-use futures_util::FutureExt;
 use parley_protocol::{close, ConversationEvent};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
 struct Ident {
     user_id: Arc<str>,
@@ -40,7 +41,9 @@ struct Ident {
 
 pub struct SessionActor {
     core: Arc<Core>,
-    ws: actix_ws::Session,
+    ws: Socket,
+    /// Reading the client's frames (cancelled when they can no longer be read).
+    reader: Option<SpawnHandle>,
     /// This session's place in the node's admission limits (given back on drop).
     permit: SessionPermit,
     session_id: Arc<str>,
@@ -64,16 +67,12 @@ pub struct SessionActor {
 }
 
 impl SessionActor {
-    pub fn new(
-        core: Arc<Core>,
-        ws: actix_ws::Session,
-        pre_auth: PreAuth,
-        permit: SessionPermit,
-    ) -> Self {
+    pub fn new(core: Arc<Core>, ws: Socket, pre_auth: PreAuth, permit: SessionPermit) -> Self {
         let limiter = inbound::RateLimit::new(&core.config.limits);
         SessionActor {
             core,
             ws,
+            reader: None,
             permit,
             session_id: Arc::from(crate::ids::new_id()),
             pre_auth,
@@ -102,10 +101,7 @@ impl SessionActor {
             ctx.stop();
             return;
         }
-        if self.ws.ping(b"").now_or_never().is_some_and(|r| r.is_err()) {
-            ctx.stop();
-            return;
-        }
+        self.ping(ctx);
         // Paging that ran out (the client stopped asking) leaves what it skipped owed: the
         // refresh repairs it, as a missed frame's does.
         let paging_ran_out = self.paging_until.is_some() && !self.paging();
@@ -181,6 +177,9 @@ impl Actor for SessionActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.core.config.limits.outbound_queue);
+        if let Some(inbound) = self.ws.inbound.take() {
+            self.reader = Some(ctx.add_stream(inbound));
+        }
         let hb = Duration::from_millis(self.core.config.gateway.heartbeat_ms.max(10));
         // Start each session's heartbeat at a random point of the interval: connections that
         // arrive together (a reconnect storm, a load test) would otherwise ping in lockstep,
@@ -198,29 +197,42 @@ impl Actor for SessionActor {
     }
 }
 
-impl StreamHandler<Result<WsMessage, ProtocolError>> for SessionActor {
-    fn handle(&mut self, item: Result<WsMessage, ProtocolError>, ctx: &mut Context<Self>) {
+impl StreamHandler<Result<WsMessage, WsError>> for SessionActor {
+    fn handle(&mut self, item: Result<WsMessage, WsError>, ctx: &mut Context<Self>) {
         self.last_heard = Instant::now();
         match item {
             Ok(WsMessage::Text(t)) => self.on_text(&t, ctx),
-            Ok(WsMessage::Binary(_)) | Ok(WsMessage::Continuation(_)) => self.on_binary(ctx),
-            Ok(WsMessage::Ping(b)) => {
-                let _ = self.ws.pong(&b).now_or_never();
-            }
-            Ok(WsMessage::Pong(_)) | Ok(WsMessage::Nop) => {}
-            Ok(WsMessage::Close(_)) => ctx.stop(),
-            Err(ProtocolError::Overflow) => {
-                self.close_now(close::TOO_LARGE, "frame too large", ctx)
+            Ok(WsMessage::Binary(_)) => self.on_binary(ctx),
+            // tungstenite answers pings itself.
+            Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_)) => {}
+            Ok(WsMessage::Close(_)) => self.peer_closed(ctx),
+            Err(WsError::Capacity(_)) => {
+                self.close_unread(close::TOO_LARGE, "frame too large", ctx)
             }
             Err(e) => {
                 tracing::debug!(error = %e, "websocket protocol error");
-                ctx.stop();
+                self.peer_closed(ctx);
             }
         }
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
-        ctx.stop();
+        self.peer_closed(ctx);
+    }
+}
+
+impl SessionActor {
+    /// The client closed, or its side of the socket ended: the session ends, unless our own
+    /// close frame is still on its way (it may be what the client answered).
+    fn peer_closed(&mut self, ctx: &mut Context<Self>) {
+        if !self.out.close_pending() {
+            return ctx.stop();
+        }
+        // Nothing more can come from a socket that failed or ended (and a failing one must
+        // not be read in a loop): the pending close write ends the session.
+        if let Some(reader) = self.reader.take() {
+            ctx.cancel_future(reader);
+        }
     }
 }
 

@@ -282,3 +282,94 @@ async fn many_sessions_connecting_and_syncing_at_once_do_not_stall_reads() {
         .await;
     assert_eq!(st, 200, "reads still served");
 }
+
+/// A frame or a message over `max_frame_bytes` closes with 1009; the node goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_over_the_limit_closes_with_1009() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let s = TestServer::builder()
+        .config("[limits]\nmax_frame_bytes = 4096")
+        .start();
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let conv = s.direct(&a, &b).await;
+    let mut w = s.ws(&a).await;
+    let big = format!(
+        r#"{{"type":"typing","conversation_id":"{}"}}"#,
+        "x".repeat(8192)
+    );
+    w.ws.send(Message::Text(big.into())).await.unwrap();
+    assert_eq!(close_code(&mut w.ws, WAIT).await, Some(1009));
+    // The node goes on serving, a frame just under the limit too.
+    let mut w = s.ws(&a).await;
+    let ack = w.send_msg(&conv, "after-1009", &"y".repeat(3000)).await;
+    assert_eq!(ack["seq"], 1);
+    // A message in fragments (RFC 6455 §5.4) is one frame to the contract.
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let send = json!({"type": "send", "id": "in-parts", "conversation_id": conv, "text": "hi"});
+    let send = send.to_string().into_bytes();
+    let (head, tail) = send.split_at(10);
+    let first = Frame::message(head.to_vec(), OpCode::Data(Data::Text), false);
+    let rest = Frame::message(tail.to_vec(), OpCode::Data(Data::Continue), true);
+    w.ws.send(Message::Frame(first)).await.unwrap();
+    w.ws.send(Message::Frame(rest)).await.unwrap();
+    let ack = w.next_where(|v| v["id"] == "in-parts").await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["seq"].as_u64()),
+        (Some("ack"), Some(2))
+    );
+    // Fragments that add up to more than the limit close with 1009 too.
+    let first = Frame::message(vec![b'x'; 3000], OpCode::Data(Data::Text), false);
+    let rest = Frame::message(vec![b'x'; 3000], OpCode::Data(Data::Continue), true);
+    w.ws.send(Message::Frame(first)).await.unwrap();
+    w.ws.send(Message::Frame(rest)).await.unwrap();
+    assert_eq!(close_code(&mut w.ws, WAIT).await, Some(1009));
+}
+
+/// Upgrades the router never sees: a bad handshake is 400, another path 404, and a plain GET
+/// of the WebSocket's path 400, each with the contract's JSON error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_refusals_have_the_error_shape() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::builder().start();
+    // What the server answers within a second (a refusal also closes the connection).
+    let raw = |head: String| {
+        let addr = s.addr.clone();
+        async move {
+            let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            c.write_all(head.as_bytes()).await.unwrap();
+            let mut out = Vec::new();
+            let wait = Duration::from_secs(1);
+            let _ = tokio::time::timeout(wait, c.read_to_end(&mut out)).await;
+            String::from_utf8_lossy(&out).into_owned()
+        }
+    };
+    let upgrade = |path: &str, key: bool| {
+        let key = if key {
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        } else {
+            ""
+        };
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\n{key}\r\n"
+        )
+    };
+    let no_key = raw(upgrade("/v1/ws", false)).await;
+    assert!(no_key.starts_with("HTTP/1.1 400"), "{no_key}");
+    assert!(no_key.contains(r#""code":"bad_request""#), "{no_key}");
+    let elsewhere = raw(upgrade("/v1/users", true)).await;
+    assert!(elsewhere.starts_with("HTTP/1.1 404"), "{elsewhere}");
+    assert!(elsewhere.contains(r#""code":"not_found""#), "{elsewhere}");
+    let ok = raw(upgrade("/v1/ws", true)).await;
+    assert!(ok.starts_with("HTTP/1.1 101"), "{ok}");
+    // The accept key of RFC 6455's own example.
+    assert!(ok.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{ok}");
+    let (st, body) = s.http("GET", "/v1/ws", None, None).await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+}
