@@ -19,7 +19,7 @@ pub struct Limits {
     pub workers: usize,
     /// TCP connections the server holds at most: plain HTTP and upgrades in progress; an
     /// upgraded WebSocket leaves the count (`budget`).
-    pub max_connections: usize,
+    pub max_http: usize,
     pub shutdown_grace: Duration,
 }
 
@@ -41,7 +41,7 @@ pub fn start(
         .workers(workers)
         // Per worker; the total stays within the open-file budget, so accept() never fails
         // with EMFILE: past it, new connections wait in the kernel's backlog.
-        .max_concurrent_connections(limits.max_connections.div_ceil(workers).max(1))
+        .max_concurrent_connections(limits.max_http.div_ceil(workers).max(1))
         .disable_signals()
         .shutdown_timeout(limits.shutdown_grace.as_secs().max(1))
         .listen("parley", listener, move || {

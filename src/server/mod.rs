@@ -94,7 +94,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     }
     let limits = http::Limits {
         workers,
-        max_connections: node.max_http,
+        max_http: node.max_http,
         shutdown_grace: grace,
     };
     let (server, addr) = http::start(&core, &listen, limits)?;
