@@ -39,7 +39,7 @@ pub(super) struct Queue {
     items: VecDeque<Out>,
     /// A write holds the socket's write half.
     writing: bool,
-    /// When the socket last accepted a write (or the queue was last empty).
+    /// When the running write started, or the last one ended.
     last_progress: Instant,
     /// A close frame is on its way: nothing more is queued or served.
     pub(super) closing: bool,
@@ -141,13 +141,15 @@ impl SessionActor {
             return;
         }
         if self.out.items.is_empty() {
-            self.out.last_progress = Instant::now();
             return self.drained(ctx);
         }
         let Some(sink) = self.ws.sink.take() else {
             return; // the socket is gone
         };
         self.out.writing = true;
+        // The socket's stall is counted from this write's start: time the queue spent empty
+        // before it is not the consumer's.
+        self.out.last_progress = Instant::now();
         let write = actix::fut::ready(()).then(move |_, act: &mut Self, ctx| {
             let (frames, closes) = act.take_batch(ctx);
             write(sink, frames)
