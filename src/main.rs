@@ -8,6 +8,12 @@ use clap::{Parser, Subcommand};
 use parley::config::Config;
 use std::path::PathBuf;
 
+/// Frames, envelopes and rows are allocated on one thread and freed on another (a worker and
+/// the SQLite writer): mimalloc's per-thread heaps and delayed frees take that without the
+/// lock and consolidation work glibc spends on it (see load-tests/README).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "parley", version, about = "Parley messaging server")]
 struct Cli {

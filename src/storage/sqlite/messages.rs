@@ -6,6 +6,7 @@ use crate::storage::{
     AppendOutcome, Appended, NewMessage, Order, StoreError, StoreResult, StoredMessage,
 };
 use rusqlite::{params, Connection, OptionalExtension};
+use std::sync::LazyLock;
 
 /// The original coordinates of a (device, client id) already stored, if any: a duplicate
 /// when the payload is the same (or was stored before hashes were kept), else `Reused`.
@@ -47,11 +48,16 @@ pub(super) fn append(
     let mut seq = first_seq;
     for m in batch {
         let hash = crate::storage::payload_hash(id, m);
-        if let Some(d) = duplicate_of(c, m, &hash)? {
+        // Claiming the key first costs one descent of its index where a lookup and then an
+        // insert cost two; the lookup runs only for a key already taken.
+        if !claim(c, id, seq, m, &hash)? {
+            let d = duplicate_of(c, m, &hash)?.ok_or_else(|| {
+                StoreError::Internal("idempotency key taken but not found".into())
+            })?;
             out.push(d);
             continue;
         }
-        insert(c, id, seq, m, &hash)?;
+        insert(c, id, seq, m)?;
         out.push(AppendOutcome::Stored { seq });
         seq += 1;
     }
@@ -62,40 +68,11 @@ pub(super) fn append(
     })
 }
 
-fn insert(c: &Connection, id: &str, seq: u64, m: &NewMessage, hash: &str) -> StoreResult<()> {
-    let attachments = if m.attachments.is_empty() {
-        None
-    } else {
-        Some(serde_json::to_string(&m.attachments).map_err(internal)?)
-    };
-    c.prepare_cached(&format!(
-        "INSERT INTO messages ({MESSAGE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, NULL, NULL, ?11)"
-    ))
-    .and_then(|mut s| {
-        s.execute(params![
-            id,
-            int(seq),
-            m.message_id,
-            m.sender_id,
-            m.sender_device_id,
-            m.client_id,
-            m.ts,
-            m.text,
-            attachments,
-            m.meta,
-            m.reply_to.map(int)
-        ])
-    })
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict(format!("seq {seq} is taken"))
-        } else {
-            sql(e)
-        }
-    })?;
+/// Stores the (device, client id) key of a message about to take `seq`; false if the key is
+/// already taken (a retry), and then nothing is written.
+fn claim(c: &Connection, id: &str, seq: u64, m: &NewMessage, hash: &str) -> StoreResult<bool> {
     c.prepare_cached(
-        "INSERT INTO idempotency (device_id, client_id, conversation_id, seq, message_id, ts, payload_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-
+        "INSERT INTO idempotency (device_id, client_id, conversation_id, seq, message_id, ts, payload_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (device_id, client_id) DO NOTHING",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -107,9 +84,45 @@ fn insert(c: &Connection, id: &str, seq: u64, m: &NewMessage, hash: &str) -> Sto
             m.ts,
             hash
         ])
-
     })
-    .map_err(sql)?;
+    .map(|changed| changed > 0)
+    .map_err(sql)
+}
+
+/// Built once: the statement cache is keyed by the text, and an append runs it per message.
+static INSERT_MESSAGE: LazyLock<String> = LazyLock::new(|| {
+    format!("INSERT INTO messages ({MESSAGE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, NULL, NULL, ?11)")
+});
+
+fn insert(c: &Connection, id: &str, seq: u64, m: &NewMessage) -> StoreResult<()> {
+    let attachments = if m.attachments.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&m.attachments).map_err(internal)?)
+    };
+    c.prepare_cached(&INSERT_MESSAGE)
+        .and_then(|mut s| {
+            s.execute(params![
+                id,
+                int(seq),
+                m.message_id,
+                m.sender_id,
+                m.sender_device_id,
+                m.client_id,
+                m.ts,
+                m.text,
+                attachments,
+                m.meta,
+                m.reply_to.map(int)
+            ])
+        })
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("seq {seq} is taken"))
+            } else {
+                sql(e)
+            }
+        })?;
     for a in &m.attachments {
         c.prepare_cached(
             "INSERT OR IGNORE INTO file_grants (file_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
