@@ -30,6 +30,30 @@ pub fn ticks(pids: &[u32]) -> u64 {
         .sum()
 }
 
+/// utime + stime of the processes' threads, in clock ticks, by thread name (the store's
+/// writer, its checkpointer, the workers...): which part of the server a change moved.
+pub fn ticks_by_thread(pids: &[u32]) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Ok(s) = std::fs::read_to_string(t.path().join("stat")) else {
+                continue;
+            };
+            let Some((head, rest)) = s.rsplit_once(") ") else {
+                continue;
+            };
+            let name = head.split_once(" (").map_or("?", |(_, n)| n).to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let used = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            *out.entry(name).or_default() += used(11) + used(12);
+        }
+    }
+    out
+}
+
 /// Time the processes' threads spent runnable but waiting for a CPU, in ns, and how often
 /// they were switched out against their will (from `/proc/PID/task/*/schedstat` and
 /// `status`): CPU starvation, the off-CPU time that is not waiting on I/O or peers.
@@ -70,6 +94,7 @@ pub struct Meter {
     /// Of threads that exist at both ends: a thread that ended in between takes its
     /// counts with it (the server's threads live as long as it does).
     server_waits: (u64, u64),
+    server_threads: std::collections::BTreeMap<String, u64>,
     store: Option<crate::scrape::Snapshot>,
 }
 
@@ -80,6 +105,7 @@ impl Meter {
             server: ticks(pids),
             generator: ticks(&[std::process::id()]),
             server_waits: waits(pids),
+            server_threads: ticks_by_thread(pids),
             store: crate::scrape::take(),
         }
     }
@@ -106,6 +132,17 @@ impl Meter {
             "server_waiting_for_cpu": waited,
             "server_store": crate::scrape::report(&self.store, &crate::scrape::take()),
         });
+        // Per thread name, per the first unit: threads that ended in between are left out.
+        if let (Some((unit, n)), false) = (units.first(), pids.is_empty()) {
+            let by: serde_json::Map<String, Value> = ticks_by_thread(pids)
+                .into_iter()
+                .filter_map(|(name, t)| {
+                    let d = t.saturating_sub(*self.server_threads.get(&name)?) as f64 / tps;
+                    Some((name, json!(per(d, *n))))
+                })
+                .collect();
+            out[format!("server_cpu_us_per_{unit}_by_thread")] = Value::Object(by);
+        }
         for (name, n) in units {
             out[format!("server_cpu_us_per_{name}")] = json!(server_s.and_then(|s| per(s, *n)));
             out[format!("generator_cpu_us_per_{name}")] = json!(per(generator_s, *n));

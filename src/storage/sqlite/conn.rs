@@ -56,6 +56,12 @@ pub(super) fn open(path: &Path, cache_kib: u64, read_only: bool) -> rusqlite::Re
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
+    if !super::pcache::install() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            tracing::debug!("SQLite was initialized before the store: its default page cache stays")
+        });
+    }
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_handler(Some(busy))?;
     conn.execute_batch(&format!(

@@ -15,6 +15,7 @@ mod events;
 mod files;
 mod messages;
 mod migrate;
+mod pcache;
 mod push;
 mod readers;
 mod receipts;
@@ -38,7 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use writer::Cmd;
 
 pub struct SqliteStore {
-    stop_checkpoints: Arc<std::sync::atomic::AtomicBool>,
+    checkpoints: Arc<writer::Checkpoints>,
     /// Unbounded on purpose (ARCHITECTURE.md, invariant 7): a bounded tokio channel hands send
     /// permits to queued futures, which may sit unpolled. The depth is bounded upstream: one
     /// append in flight per conversation actor, and rate-limited cursor moves.
@@ -71,10 +72,10 @@ impl SqliteStore {
              PRAGMA temp_store = MEMORY;"
         ))
         .map_err(|e| format!("pragmas: {e}"))?;
-        let stop = writer::start_checkpoints(&path)?;
-        let tx = writer::start(conn, cfg.max_batch, metrics)?;
+        let checkpoints = writer::start_checkpoints(&path)?;
+        let tx = writer::start(conn, cfg.max_batch, metrics, checkpoints.clone())?;
         Ok(SqliteStore {
-            stop_checkpoints: stop,
+            checkpoints,
             writer: tx,
             readers: ReadPool::start(&path, cfg.readers)?,
         })
@@ -559,8 +560,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        self.stop_checkpoints
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.checkpoints.stop();
         let (tx, rx) = oneshot::channel();
         if self.writer.send(Cmd::Close(tx)).is_ok() {
             let _ = rx.await;

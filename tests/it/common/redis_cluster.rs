@@ -27,6 +27,28 @@ impl RedisCluster {
         server_args: &dyn Fn(u16) -> Vec<String>,
         cli_args: &[String],
     ) -> RedisCluster {
+        // `--cluster create` now and then finds a node gone or not yet answering on a loaded
+        // machine (CI saw it fail with nothing on stdout): a fresh set on fresh ports is tried
+        // before the test gives up, and the last failure says what redis-cli said.
+        let mut last = String::new();
+        for attempt in 1..=3 {
+            match Self::try_start(masters, replicas, server_args, cli_args) {
+                Ok(c) => return c,
+                Err(e) => {
+                    eprintln!("Redis Cluster attempt {attempt} failed: {e}");
+                    last = e;
+                }
+            }
+        }
+        panic!("the Redis Cluster did not start: {last}");
+    }
+
+    fn try_start(
+        masters: usize,
+        replicas: usize,
+        server_args: &dyn Fn(u16) -> Vec<String>,
+        cli_args: &[String],
+    ) -> Result<RedisCluster, String> {
         let nodes: Vec<Redis> = (0..masters * (1 + replicas))
             .map(|_| {
                 let port = free_port();
@@ -55,6 +77,12 @@ impl RedisCluster {
                 r
             })
             .collect();
+        let answering = wait_until(Duration::from_secs(5), || {
+            nodes.iter().all(|n| n.cli(&["ping"]).contains("PONG"))
+        });
+        if !answering {
+            return Err("a node does not answer PING".into());
+        }
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
@@ -66,11 +94,13 @@ impl RedisCluster {
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        if !out.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
         let c = RedisCluster { nodes };
         let total = c.nodes.len().to_string();
         let settled = wait_until(Duration::from_secs(30), || {
@@ -82,8 +112,10 @@ impl RedisCluster {
                     && (repl.contains("role:master") || repl.contains("master_link_status:up"))
             })
         });
-        assert!(settled, "the Redis Cluster did not settle");
-        c
+        if !settled {
+            return Err("the Redis Cluster did not settle".into());
+        }
+        Ok(c)
     }
 
     /// The bus URL: every primary as a seed.
