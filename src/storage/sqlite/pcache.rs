@@ -168,12 +168,10 @@ unsafe extern "C" fn truncate(p: *mut ffi::sqlite3_pcache, limit: c_uint) {
     }
     #[cfg(test)]
     PASSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    {
-        (base().xTruncate.unwrap())(c.inner, limit);
-        c.max_key = c.max_key.min(limit.saturating_sub(1));
-        if c.lock_page >= limit {
-            c.lock_page_held = false;
-        }
+    (base().xTruncate.unwrap())(c.inner, limit);
+    c.max_key = c.max_key.min(limit.saturating_sub(1));
+    if c.lock_page >= limit {
+        c.lock_page_held = false;
     }
 }
 
