@@ -18,16 +18,20 @@ pub fn set_server_pids(pids: Vec<u32>) {
 pub fn ticks(pids: &[u32]) -> u64 {
     pids.iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .filter_map(|s| {
-            // Fields after the command name (which may hold spaces) start after ") ".
-            let rest = s
-                .rsplit_once(") ")?
-                .1
-                .split_whitespace()
-                .collect::<Vec<_>>();
-            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
-        })
+        .filter_map(|s| Some(stat_ticks(&s)?.1))
         .sum()
+}
+
+/// The command name and utime + stime of one `/proc/.../stat` text.
+fn stat_ticks(stat: &str) -> Option<(&str, u64)> {
+    // Fields after the command name (which may hold spaces) start after ") ".
+    let (head, rest) = stat.rsplit_once(") ")?;
+    let name = head.split_once(" (")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((
+        name,
+        f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+    ))
 }
 
 /// utime + stime of the processes' threads, in clock ticks, by thread name (the store's
@@ -42,13 +46,9 @@ pub fn ticks_by_thread(pids: &[u32]) -> std::collections::BTreeMap<String, u64> 
             let Ok(s) = std::fs::read_to_string(t.path().join("stat")) else {
                 continue;
             };
-            let Some((head, rest)) = s.rsplit_once(") ") else {
-                continue;
-            };
-            let name = head.split_once(" (").map_or("?", |(_, n)| n).to_string();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let used = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            *out.entry(name).or_default() += used(11) + used(12);
+            if let Some((name, used)) = stat_ticks(&s) {
+                *out.entry(name.to_string()).or_default() += used;
+            }
         }
     }
     out

@@ -7,7 +7,7 @@
 //! may exist and walks every page in the cache. With a database under 1 GiB that walk ran on
 //! most commits that split a page: about 1.9 ms with the whole database cached, 6.7% of the
 //! writer thread's samples under 1:1 load (`perf probe` on `pcache1TruncateUnsafe` showed
-//! `iMaxKey = 0x40001`). No page is ever left under that number.
+//! `iMaxKey = 0x40001`). No page keeps that number past the split.
 //!
 //! This wraps the default cache (`SQLITE_CONFIG_GETPCACHE2`) and passes every call through,
 //! keeping its own exact bound on the page numbers present: a truncation that cannot drop
