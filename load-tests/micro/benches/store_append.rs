@@ -44,6 +44,7 @@ fn append(c: &mut Criterion) {
                             text: Some("hello there, how are you doing today?".into()),
                             attachments: vec![],
                             meta: None,
+                            reply_to: None,
                         })
                         .collect();
                     rt.block_on(store.append("k", next, msgs.into())).unwrap();

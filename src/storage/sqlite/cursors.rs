@@ -45,9 +45,17 @@ pub(super) fn advance(c: &Connection, updates: &[CursorUpdate]) -> StoreResult<(
     Ok(())
 }
 
+/// Keys are appended in time order (the server's clock at the append), so the expired ones
+/// are a prefix of the rowids: the scan stops at the first key still young, with no index on
+/// `ts` to keep up at every append. A key written after a younger one (the clock stepped
+/// back) waits for it.
 pub(super) fn expire_idempotency(c: &Connection, before_ts: i64) -> StoreResult<u64> {
-    c.prepare_cached("DELETE FROM idempotency WHERE ts < ?1")
-        .and_then(|mut s| s.execute([before_ts]))
-        .map(|n| n as u64)
-        .map_err(sql)
+    c.prepare_cached(
+        "DELETE FROM idempotency WHERE rowid < COALESCE(
+            (SELECT rowid FROM idempotency WHERE ts >= ?1 ORDER BY rowid LIMIT 1),
+            (SELECT MAX(rowid) + 1 FROM idempotency))",
+    )
+    .and_then(|mut s| s.execute([before_ts]))
+    .map(|n| n as u64)
+    .map_err(sql)
 }
