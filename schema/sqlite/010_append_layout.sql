@@ -8,8 +8,9 @@
 -- tables only). In rowid tables the rows of every conversation are appended to the one
 -- rightmost leaf, and what is keyed by conversation or device is a small index entry.
 --
--- `idempotency_by_ts` goes: keys are written in time order, so expiry deletes the oldest
--- rowids up to the first key that is still young (storage/sqlite/cursors.rs).
+-- `idempotency_by_ts` goes: keys are written in about the order of their stamps, so expiry
+-- deletes the oldest rowids up to the first key that is still young
+-- (storage/sqlite/cursors.rs).
 
 CREATE TABLE messages_v10 (
     conversation_id  TEXT NOT NULL,

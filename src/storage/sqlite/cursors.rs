@@ -45,17 +45,23 @@ pub(super) fn advance(c: &Connection, updates: &[CursorUpdate]) -> StoreResult<(
     Ok(())
 }
 
-/// Keys are appended in time order (the server's clock at the append), so the expired ones
-/// are a prefix of the rowids: the scan stops at the first key still young, with no index on
-/// `ts` to keep up at every append. A key written after a younger one (the clock stepped
-/// back) waits for it.
-pub(super) fn expire_idempotency(c: &Connection, before_ts: i64) -> StoreResult<u64> {
+/// Keys are appended in about the order of their stamps (the clock when the send was queued),
+/// so the expired ones are a prefix of the rowids: the scan stops at the first key stamped at
+/// or after `before_ts`, with no index on `ts` to keep up at every append. A key stamped
+/// after a later one (commits of two conversations interleave; the clock stepped back) waits
+/// for it, a little longer than its TTL. A key stamped at or past `horizon_ts` (a clock that
+/// ran a whole TTL ahead) does not stop the scan: it would hold every key after it forever.
+pub(super) fn expire_idempotency(
+    c: &Connection,
+    before_ts: i64,
+    horizon_ts: i64,
+) -> StoreResult<u64> {
     c.prepare_cached(
         "DELETE FROM idempotency WHERE rowid < COALESCE(
-            (SELECT rowid FROM idempotency WHERE ts >= ?1 ORDER BY rowid LIMIT 1),
+            (SELECT rowid FROM idempotency WHERE ts >= ?1 AND ts < ?2 ORDER BY rowid LIMIT 1),
             (SELECT MAX(rowid) + 1 FROM idempotency))",
     )
-    .and_then(|mut s| s.execute([before_ts]))
+    .and_then(|mut s| s.execute([before_ts, horizon_ts]))
     .map(|n| n as u64)
     .map_err(sql)
 }

@@ -8,6 +8,7 @@
 
 use rusqlite::Connection;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../schema/sqlite/001_init.sql")),
@@ -37,8 +38,11 @@ pub(super) fn migrate(conn: &Connection) -> Result<(i64, i64), String> {
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(format!("could not switch to WAL (journal mode is {mode})"));
     }
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| e.to_string())?;
+    // Version 10 drops the old message tables: their freed pages are zeroed, as a
+    // retraction's bytes are, instead of keeping every message's text in free space.
+    conn.execute_batch("PRAGMA secure_delete = ON")
+        .map_err(|e| format!("secure_delete: {e}"))?;
+    begin_after_others(conn)?;
     let applied = apply(conn);
     let end = if applied.is_ok() {
         "COMMIT"
@@ -47,6 +51,31 @@ pub(super) fn migrate(conn: &Connection) -> Result<(i64, i64), String> {
     };
     conn.execute_batch(end).map_err(|e| e.to_string())?;
     applied.map_err(|e| e.to_string())
+}
+
+/// How long a process waits for another one's migration (the busy handler gives up after
+/// about 5 s, and version 10 copies about a million messages in 10 s).
+const WAIT_FOR_OTHERS: Duration = Duration::from_secs(3600);
+
+/// `BEGIN IMMEDIATE`, waiting while another process holds the write lock (its migration).
+fn begin_after_others(conn: &Connection) -> Result<(), String> {
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DatabaseBusy
+                    && started.elapsed() < WAIT_FOR_OTHERS =>
+            {
+                if !said {
+                    tracing::info!("waiting for another process's migration of the database");
+                    said = true;
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 fn apply(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
@@ -75,8 +104,9 @@ pub fn migrate_dir(dir: &Path) -> Result<(i64, i64), String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{cursors, messages};
     use super::*;
-    use crate::storage::{AppendOutcome, NewMessage, Order};
+    use crate::storage::{AppendOutcome, NewMessage, Order, StoreError};
 
     fn message(client_id: &str, ts: i64) -> NewMessage {
         NewMessage {
@@ -92,33 +122,74 @@ mod tests {
         }
     }
 
-    /// Version 10 rebuilds the two busiest tables: what version 9 stored must read the same
-    /// afterwards, a retry of a key it stored must still be a duplicate, and a new message must
-    /// land after the moved rows.
+    fn schema_at(conn: &Connection, version: i64) {
+        for (_, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= version) {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {version}"))
+            .unwrap();
+    }
+
+    fn indexes(conn: &Connection, table: &str) -> Vec<(String, bool)> {
+        let mut s = conn
+            .prepare("SELECT name, \"unique\" FROM pragma_index_list(?1) ORDER BY name")
+            .unwrap();
+        s.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn columns(conn: &Connection, table: &str) -> Vec<(String, String, bool, Option<String>)> {
+        let mut s = conn
+            .prepare("SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info(?1) ORDER BY name")
+            .unwrap();
+        s.query_map([table], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    /// Version 10 rebuilds the two busiest tables: the same columns, unique keys, what version
+    /// 9 stored read the same afterwards, a retry of a key it stored is still a duplicate, a
+    /// taken seq still a conflict, and a new message lands after the moved rows.
     #[test]
     fn version_10_keeps_messages_and_keys() {
         let dir = tempfile::tempdir().unwrap();
         let conn = super::super::open(&dir.path().join("parley.db"), 2048, false).unwrap();
-        for (_, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= 9) {
-            conn.execute_batch(sql).unwrap();
-        }
+        schema_at(&conn, 9);
+        let before = (columns(&conn, "messages"), columns(&conn, "idempotency"));
+        // Keys written out of their stamps' order: the copy puts them in order.
         conn.execute_batch(
-            "PRAGMA user_version = 9;
-             INSERT INTO messages (conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, reply_to)
-                 VALUES ('k', 1, 'm1', 'u', 'd', 'c1', 1000, 'one', NULL), ('k', 2, 'm2', 'u', 'd', 'c2', 9000, 'two', 1);
+            "INSERT INTO messages (conversation_id, seq, message_id, sender_id, sender_device_id, client_id, ts, text, reply_to)
+                 VALUES ('k', 2, 'm2', 'u', 'd', 'c2', 9000, 'two', 1), ('k', 1, 'm1', 'u', 'd', 'c1', 1000, 'one', NULL);
              INSERT INTO idempotency (device_id, client_id, conversation_id, seq, message_id, ts, payload_hash)
-                 VALUES ('d', 'c1', 'k', 1, 'm1', 1000, NULL), ('d', 'c2', 'k', 2, 'm2', 9000, NULL);",
+                 VALUES ('d', 'c2', 'k', 2, 'm2', 9000, NULL), ('d', 'c1', 'k', 1, 'm1', 1000, NULL);",
         )
         .unwrap();
         let latest = MIGRATIONS.last().unwrap().0;
         assert_eq!(migrate(&conn).unwrap(), (9, latest));
+        assert_eq!(
+            (columns(&conn, "messages"), columns(&conn, "idempotency")),
+            before
+        );
+        assert_eq!(
+            indexes(&conn, "messages"),
+            [("messages_by_seq".into(), true)]
+        );
+        assert_eq!(
+            indexes(&conn, "idempotency"),
+            [("idempotency_by_key".into(), true)]
+        );
 
-        let page = super::super::messages::page(&conn, "k", 0, 100, 10, Order::Asc).unwrap();
+        let page = messages::page(&conn, "k", 0, 100, 10, Order::Asc).unwrap();
         let texts: Vec<_> = page.iter().map(|m| (m.seq, m.text.clone())).collect();
         assert_eq!(texts, [(1, Some("one".into())), (2, Some("two".into()))]);
         assert_eq!(page[1].reply_to, Some(1));
 
-        let out = super::super::messages::append(
+        let out = messages::append(
             &conn,
             "k",
             3,
@@ -131,6 +202,8 @@ mod tests {
             out[0]
         );
         assert_eq!(out[1], AppendOutcome::Stored { seq: 3 });
+        let taken = messages::append(&conn, "k", 3, &[message("c4", 10_000)]);
+        assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
         let last: i64 = conn
             .query_row(
                 "SELECT seq FROM messages ORDER BY rowid DESC LIMIT 1",
@@ -139,18 +212,42 @@ mod tests {
             )
             .unwrap();
         assert_eq!(last, 3, "appended at the table's edge");
-        // Expiry takes the oldest keys only, up to the first that is still young.
+        // The copy ordered the keys by their stamps: the oldest expires first.
         assert_eq!(
-            super::super::cursors::expire_idempotency(&conn, 5_000).unwrap(),
+            cursors::expire_idempotency(&conn, 5_000, i64::MAX).unwrap(),
             1
         );
-        assert_eq!(
-            super::super::cursors::expire_idempotency(&conn, 5_000).unwrap(),
-            0
-        );
-        assert_eq!(
-            super::super::cursors::expire_idempotency(&conn, 99_999).unwrap(),
-            2
-        );
+        let kept = messages::append(&conn, "k", 4, &[message("c2", 10_000)]).unwrap();
+        assert!(matches!(kept[0], AppendOutcome::Duplicate { seq: 2, .. }));
+    }
+
+    /// Expiry drops the written-first keys up to the first one still young, and a key stamped
+    /// past the horizon (a clock that ran ahead) does not hold up the ones after it.
+    #[test]
+    fn keys_expire_as_a_prefix_that_a_clock_error_cannot_stall() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open(&dir.path().join("parley.db"), 2048, false).unwrap();
+        migrate(&conn).unwrap();
+        let expire = |before| cursors::expire_idempotency(&conn, before, before + 20_000).unwrap();
+        assert_eq!(expire(5_000), 0, "an empty table");
+        for (client_id, ts) in [
+            ("a", 1_000),
+            ("far", 900_000),
+            ("b", 2_000),
+            ("c", 9_000),
+            ("d", 8_000),
+        ] {
+            conn.execute(
+                "INSERT INTO idempotency (device_id, client_id, conversation_id, seq, message_id, ts) VALUES ('d', ?1, 'k', 1, 'm', ?2)",
+                rusqlite::params![client_id, ts],
+            )
+            .unwrap();
+        }
+        assert_eq!(expire(500), 0, "none expired");
+        // a, far (past the horizon of 25,000) and b go; c is young and holds d behind it.
+        assert_eq!(expire(5_000), 3);
+        assert_eq!(expire(8_500), 0, "d waits for c, written before it");
+        assert_eq!(expire(9_500), 2);
+        assert_eq!(expire(9_500), 0);
     }
 }

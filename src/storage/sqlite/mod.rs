@@ -45,6 +45,9 @@ pub struct SqliteStore {
     /// append in flight per conversation actor, and rate-limited cursor moves.
     writer: mpsc::UnboundedSender<Cmd>,
     readers: ReadPool,
+    /// `storage.idempotency_ttl_secs`: a key stamped more than this ahead of the clock is an
+    /// error of the clock, and does not hold up expiry (`cursors::expire_idempotency`).
+    idempotency_ttl_ms: i64,
 }
 
 impl SqliteStore {
@@ -78,6 +81,8 @@ impl SqliteStore {
             checkpoints,
             writer: tx,
             readers: ReadPool::start(&path, cfg.readers)?,
+            idempotency_ttl_ms: i64::try_from(cfg.idempotency_ttl_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
         })
     }
 
@@ -360,7 +365,11 @@ impl Store for SqliteStore {
             .await
     }
     async fn expire_idempotency(&self, before_ts: i64) -> StoreResult<u64> {
-        self.write(move |c| cursors::expire_idempotency(c, before_ts))
+        // `before_ts` is the clock less one TTL: the horizon is the clock plus one.
+        let horizon_ts = before_ts
+            .saturating_add(self.idempotency_ttl_ms)
+            .saturating_add(self.idempotency_ttl_ms);
+        self.write(move |c| cursors::expire_idempotency(c, before_ts, horizon_ts))
             .await
     }
 

@@ -191,9 +191,9 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering::Relaxed;
 
-    /// Page splits in the middle of a `WITHOUT ROWID` tree (the messages' shape), commits and
-    /// rollbacks that grow the file: truncations that can drop nothing are skipped, the
-    /// others still reach the default cache, and the database stays whole.
+    /// Page splits in the middle of a `WITHOUT ROWID` tree (most of the schema's tables),
+    /// commits and rollbacks that grow the file: truncations that can drop nothing are
+    /// skipped, the others still reach the default cache, and the database stays whole.
     #[test]
     fn truncations_that_drop_nothing_are_skipped_and_the_database_stays_whole() {
         let dir = tempfile::tempdir().unwrap();

@@ -70,6 +70,14 @@ pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// The value of an unlabelled metric in a node's Prometheus text (0 when absent).
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
 /// The async form: polls `cond` every 20 ms for up to `within`.
 pub async fn eventually<F, Fut>(within: Duration, mut cond: F) -> bool
 where

@@ -231,11 +231,26 @@ async fn slow_consumer_is_closed_and_loses_nothing() {
         assert_eq!(v["type"], "ack", "{v}");
         acked += 1;
     }
+    // Bob's frames may still be on their way (over the bus, in a cluster on a busy machine):
+    // were he to read before his node judged him, he would catch up and never be slow.
+    let nodes = s.node_count();
+    let judged = eventually(Duration::from_secs(60), || async {
+        let mut closed = 0;
+        for _ in 0..nodes {
+            // Round-robin: one request per node.
+            let (_, text, _) = s.http_raw("GET", "/metrics", None, None, vec![]).await;
+            closed += metric(
+                &String::from_utf8_lossy(&text),
+                "parley_slow_consumers_total",
+            );
+        }
+        closed >= 1
+    })
+    .await;
+    assert!(judged, "Bob's node never closed him as a slow consumer");
     // Now read: whatever was buffered, then the 4429 close.
     let code = close_code(&mut slow, Duration::from_secs(20)).await;
     assert_eq!(code, Some(4429));
-    let (_, m) = s.http("GET", "/metrics", None, None).await;
-    let _ = m;
     // Reconnect and sync: everything is there, once.
     let mut wb = s.ws(&b).await;
     let got = wb.sync_all(200).await;

@@ -30,13 +30,6 @@ async fn open(addr: &str, token: &str) -> Result<Client, (u16, Value)> {
     }
 }
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_connections_than_descriptors_are_refused_cleanly() {
     // 512 descriptors: 128 + 10% reserved for the node's own files leaves 333 connections,
