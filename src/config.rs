@@ -295,6 +295,10 @@ impl Config {
         if l.outbound_queue == 0 || self.storage.max_batch == 0 || self.storage.readers == 0 {
             return Err("outbound_queue, max_batch and readers must be positive".into());
         }
+        // 0 would be "forever" to ScyllaDB's TTL and "at once" to SQLite's expiry.
+        if self.storage.idempotency_ttl_secs == 0 {
+            return Err("storage.idempotency_ttl_secs must be positive".into());
+        }
         let g = &self.gateway;
         if g.max_pending_auth == 0 || l.max_concurrent_uploads == 0 {
             return Err("max_pending_auth and max_concurrent_uploads must be positive".into());
@@ -432,6 +436,10 @@ mod tests {
             .contains("token_ttl_secs"));
         let huge = "[limits]\nedit_window_secs = 400000000\n";
         assert!(Config::load(Some(huge)).is_err());
+        let zero = "[storage]\nidempotency_ttl_secs = 0\n";
+        assert!(Config::load(Some(zero))
+            .unwrap_err()
+            .contains("idempotency_ttl_secs"));
     }
 
     #[test]

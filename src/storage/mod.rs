@@ -382,7 +382,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<(String, Option<i64>)>>;
     /// Drops idempotency keys stamped before `before_ts` (the clock less the TTL); returns how
     /// many. SQLite drops them as a prefix in the order they were written, so a key can
-    /// outlive its TTL a little when the one written after it is younger.
+    /// outlive its TTL a little when one written before it is stamped later.
     async fn expire_idempotency(&self, before_ts: i64) -> StoreResult<u64>;
     /// True when idempotency keys expire by themselves (a TTL) after
     /// `storage.idempotency_ttl_secs`, and `expire_idempotency` has nothing to do.

@@ -38,6 +38,15 @@ pub(super) fn migrate(conn: &Connection) -> Result<(i64, i64), String> {
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(format!("could not switch to WAL (journal mode is {mode})"));
     }
+    // Up to date (every start after the first): no need for the write lock, which another
+    // process may hold for a while.
+    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| format!("schema version: {e}"))?;
+    if version >= latest {
+        return Ok((version, version));
+    }
     // Version 10 drops the old message tables: their freed pages are zeroed, as a
     // retraction's bytes are, instead of keeping every message's text in free space.
     conn.execute_batch("PRAGMA secure_delete = ON")
@@ -57,10 +66,11 @@ pub(super) fn migrate(conn: &Connection) -> Result<(i64, i64), String> {
 /// about 5 s, and version 10 copies about a million messages in 10 s).
 const WAIT_FOR_OTHERS: Duration = Duration::from_secs(3600);
 
-/// `BEGIN IMMEDIATE`, waiting while another process holds the write lock (its migration).
+/// `BEGIN IMMEDIATE`, waiting while another process holds the write lock (most likely its
+/// own migration). Each failed try has waited about 5 s in the busy handler.
 fn begin_after_others(conn: &Connection) -> Result<(), String> {
     let started = Instant::now();
-    let mut said = false;
+    let mut said = Duration::ZERO;
     loop {
         match conn.execute_batch("BEGIN IMMEDIATE") {
             Ok(()) => return Ok(()),
@@ -68,9 +78,13 @@ fn begin_after_others(conn: &Connection) -> Result<(), String> {
                 if f.code == rusqlite::ErrorCode::DatabaseBusy
                     && started.elapsed() < WAIT_FOR_OTHERS =>
             {
-                if !said {
-                    tracing::info!("waiting for another process's migration of the database");
-                    said = true;
+                let waited = started.elapsed();
+                if waited >= said {
+                    tracing::info!(
+                        waited_secs = waited.as_secs(),
+                        "waiting for the database's write lock to migrate (another process holds it)"
+                    );
+                    said = waited + Duration::from_secs(30);
                 }
             }
             Err(e) => return Err(e.to_string()),
@@ -228,7 +242,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = super::super::open(&dir.path().join("parley.db"), 2048, false).unwrap();
         migrate(&conn).unwrap();
-        let expire = |before| cursors::expire_idempotency(&conn, before, before + 20_000).unwrap();
+        // A TTL of 10 s: the horizon is 20 s past `before`.
+        assert_eq!(cursors::expiry_horizon(5_000, 10_000), 25_000);
+        assert_eq!(cursors::expiry_horizon(i64::MAX - 1, 10_000), i64::MAX);
+        let expire = |before| {
+            let horizon = cursors::expiry_horizon(before, 10_000);
+            cursors::expire_idempotency(&conn, before, horizon).unwrap()
+        };
         assert_eq!(expire(5_000), 0, "an empty table");
         for (client_id, ts) in [
             ("a", 1_000),

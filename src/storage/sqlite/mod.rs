@@ -365,10 +365,7 @@ impl Store for SqliteStore {
             .await
     }
     async fn expire_idempotency(&self, before_ts: i64) -> StoreResult<u64> {
-        // `before_ts` is the clock less one TTL: the horizon is the clock plus one.
-        let horizon_ts = before_ts
-            .saturating_add(self.idempotency_ttl_ms)
-            .saturating_add(self.idempotency_ttl_ms);
+        let horizon_ts = cursors::expiry_horizon(before_ts, self.idempotency_ttl_ms);
         self.write(move |c| cursors::expire_idempotency(c, before_ts, horizon_ts))
             .await
     }
