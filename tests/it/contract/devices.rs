@@ -123,9 +123,10 @@ async fn device_list_and_revoke() {
     );
 }
 
-/// Whether `token` soon gets 401 on every node the round-robin reaches.
+/// Whether `token` soon gets 401 on every node the round-robin reaches (the bound is for a
+/// bus slowed by a loaded machine; a pass returns at once).
 async fn refused_everywhere(s: &TestServer, path: &str, token: &str) -> bool {
-    eventually(Duration::from_secs(3), || async {
+    eventually(Duration::from_secs(10), || async {
         let mut all = true;
         for _ in 0..s.node_count() {
             all &= s.get(path, token).await.0 == 401;
@@ -224,8 +225,12 @@ async fn refresh_rotates_and_reuse_revokes() {
         .await;
     assert_err(&(st, v), 401, "unauthorized");
     assert_eq!(c.closed().await, Some(4401));
-    let (st, _) = s.get("/v1/users/me", &fresh.token).await;
-    assert_eq!(st, 401);
+    // In a cluster the next request may reach a node the bus has not told yet (the session
+    // that closed may be on the revoking node).
+    assert!(
+        refused_everywhere(&s, "/v1/users/me", &fresh.token).await,
+        "the revoked device's token still works on some node"
+    );
     let (st, _) = s
         .post("/v1/sessions/refresh", None, json!({"refresh_token": r2}))
         .await;
