@@ -45,18 +45,19 @@ pub(super) fn advance(c: &Connection, updates: &[CursorUpdate]) -> StoreResult<(
     Ok(())
 }
 
-/// Keys are appended in about the order of their stamps (the clock when the send was queued),
-/// so the expired ones are a prefix of the rowids: the scan stops at the first key stamped at
-/// or after `before_ts`, with no index on `ts` to keep up at every append. A key written
-/// after one stamped later (commits of two conversations interleave; the clock stepped back)
-/// waits for it, a little longer than its TTL. A key stamped at or past `horizon_ts` (a clock that
-/// ran a whole TTL ahead) does not stop the scan: it would hold every key after it forever.
 /// The stamp past which a key is an error of the clock: `before_ts` is the clock less one TTL,
 /// so this is the clock plus one.
 pub(super) fn expiry_horizon(before_ts: i64, ttl_ms: i64) -> i64 {
     before_ts.saturating_add(ttl_ms).saturating_add(ttl_ms)
 }
 
+/// Keys are appended in about the order of their stamps (the clock when the send was queued),
+/// so the expired ones are a prefix of the rowids: the scan stops at the first key stamped at
+/// or after `before_ts`, with no index on `ts` to keep up at every append. A key written
+/// after one stamped later (commits of two conversations interleave; the clock stepped back)
+/// waits for it, a little longer than its TTL. A key stamped at or past `horizon_ts` (a clock
+/// that ran a whole TTL ahead) does not stop the scan: it would hold every key after it
+/// forever.
 pub(super) fn expire_idempotency(
     c: &Connection,
     before_ts: i64,
