@@ -25,6 +25,7 @@ fn append(c: &mut Criterion) {
                     title: None,
                     created_by: "u".into(),
                     created_at: 0,
+                    avatar: None,
                 },
                 vec![("u".into(), Role::Admin)],
                 None,

@@ -68,10 +68,11 @@ impl SqliteStore {
         };
         migrate::migrate(&conn).map_err(|e| format!("migrate: {e}"))?;
         // secure_delete: a retraction overwrites the purged content's bytes instead of leaving
-        // them in free space.
+        // them in free space. journal_size_limit = -1: no commit trims the WAL file; the
+        // checkpoint thread empties it once commits stop (writer.rs says why).
         conn.execute_batch(&format!(
             "PRAGMA synchronous = {sync}; PRAGMA secure_delete = ON;
-             PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;
+             PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = -1;
              PRAGMA temp_store = MEMORY;"
         ))
         .map_err(|e| format!("pragmas: {e}"))?;

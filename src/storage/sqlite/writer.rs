@@ -13,8 +13,8 @@
 //! leaf is rewritten in the WAL by every commit but copied once per pass. Every 50 ms, the
 //! checkpointer took 3.4-3.8 µs of CPU per 1:1 message at saturation; every 500 ms, 1.1-1.2 µs,
 //! and the node wrote 13% fewer bytes to disk (`load-tests/README.md`, 2026-12-07). The WAL
-//! holds about a second of commits (tens of MB at saturation; `journal_size_limit` trims the
-//! file after a rewind).
+//! holds about a second of commits (over 100 MB at saturation here). The file is reused in
+//! place while commits come and emptied once they stop (`checkpoint_loop`).
 
 use super::{open, sql, StoreError, StoreResult};
 use crate::metrics::Metrics;
@@ -205,15 +205,51 @@ pub(super) fn start_checkpoints(path: &Path) -> Result<Arc<Checkpoints>, String>
     let ours = shared.clone();
     std::thread::Builder::new()
         .name("parley-sqlite-checkpoint".into())
-        .spawn(move || {
-            while !ours.stop.load(Ordering::Acquire) {
-                std::thread::sleep(CHECKPOINT_EVERY);
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "WAL checkpoint failed");
-                }
-                ours.passes.fetch_add(1, Ordering::Release);
-            }
-        })
+        .spawn(move || checkpoint_loop(&conn, &ours))
         .map_err(|e| format!("checkpoint thread: {e}"))?;
     Ok(shared)
+}
+
+/// While commits come, each pass copies frames (PASSIVE). Once a whole pass went by without a
+/// commit from any connection (this node's writer, or another node's on a shared file), the
+/// thread empties the WAL file (TRUNCATE), once per quiet spell.
+///
+/// Why not `journal_size_limit`: it trims the file inside the first commit after each rewind,
+/// and at 10k msgs/s the WAL grows far past any sane limit between rewinds (about 140 MB a
+/// second here). That commit freed the blocks past the limit and the commits after it
+/// allocated them again: the commit after each rewind took 20-35 ms, once a second, and every
+/// send queued behind it waited (ack p99 31-101 ms beside 10k idle connections, 7.6-7.9 ms
+/// without the trim: `load-tests/README.md`, 2026-12-08). Reused in place, the file costs
+/// nothing per commit.
+fn checkpoint_loop(conn: &Connection, shared: &Checkpoints) {
+    // PASSIVE never waits for a lock; TRUNCATE without a busy handler gives up at once (it
+    // then copies what it can, like PASSIVE) instead of holding back a writer or a reader.
+    let _ = conn.busy_handler(None);
+    let version = |c: &Connection| c.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0));
+    let mut seen = version(conn).ok();
+    let mut trimmed = false;
+    while !shared.stop.load(Ordering::Acquire) {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let now = version(conn).ok();
+        let quiet = now.is_some() && now == seen;
+        seen = now;
+        if !quiet {
+            trimmed = false;
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        } else if !trimmed {
+            // The first column is 1 when a reader or a writer held the WAL: try again next pass.
+            match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            }) {
+                Ok(busy) => trimmed = busy == 0,
+                Err(e) => {
+                    trimmed = true; // logged once per quiet spell
+                    tracing::warn!(error = %e, "WAL truncation failed");
+                }
+            }
+        }
+        shared.passes.fetch_add(1, Ordering::Release);
+    }
 }

@@ -137,6 +137,29 @@ mod sqlite_backend {
         };
     }
     checks!(case);
+
+    /// No commit trims the WAL file (that stalled the commit after every rewind); the
+    /// checkpoint thread empties it once commits stop, so an idle node holds no WAL on disk.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_file_is_emptied_once_commits_stop() {
+        let (store, dir) = sqlite();
+        let wal = dir.path().join("parley.db-wal");
+        let len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        store.create_user(user("u1")).await.unwrap();
+        assert!(len() > 0, "a commit goes to the WAL");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while len() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the WAL still holds {} bytes 10 s after the last commit",
+                len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        store.create_user(user("u2")).await.unwrap();
+        assert!(store.user_by_id("u2").await.unwrap().is_some());
+        store.close().await;
+    }
 }
 
 #[cfg(feature = "scylla")]
