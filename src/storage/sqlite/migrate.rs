@@ -59,14 +59,24 @@ pub(super) fn migrate(conn: &Connection) -> Result<(i64, i64), String> {
         "ROLLBACK"
     };
     conn.execute_batch(end).map_err(|e| e.to_string())?;
-    if applied.is_ok() {
-        // The copies passed through the WAL (gigabytes for a big database), and no commit
-        // trims it (writer.rs): empty it now, not when the node is first quiet.
-        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-            tracing::warn!(error = %e, "emptying the WAL after the migration failed");
-        }
+    if matches!(applied, Ok((before, after)) if after > before) {
+        empty_wal(conn);
     }
     applied.map_err(|e| e.to_string())
+}
+
+/// The copies passed through the WAL (gigabytes for a big database), and commits only trim it
+/// past 1 GiB (writer.rs): empty it now, not when the node is first quiet.
+fn empty_wal(conn: &Connection) {
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(0) => {}
+        Ok(_) => tracing::warn!(
+            "a reader held the WAL after the migration: it is emptied once commits stop"
+        ),
+        Err(e) => tracing::warn!(error = %e, "emptying the WAL after the migration failed"),
+    }
 }
 
 /// How long a process waits for another one's migration (the busy handler gives up after

@@ -68,11 +68,12 @@ impl SqliteStore {
         };
         migrate::migrate(&conn).map_err(|e| format!("migrate: {e}"))?;
         // secure_delete: a retraction overwrites the purged content's bytes instead of leaving
-        // them in free space. journal_size_limit = -1: no commit trims the WAL file; the
-        // checkpoint thread empties it once commits stop (writer.rs says why).
+        // them in free space. journal_size_limit: 1 GiB, far above what a steady load leaves
+        // in the WAL between rewinds, so that commits reuse the file in place; the checkpoint
+        // thread empties it once commits stop (writer.rs says why).
         conn.execute_batch(&format!(
             "PRAGMA synchronous = {sync}; PRAGMA secure_delete = ON;
-             PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = -1;
+             PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 1073741824;
              PRAGMA temp_store = MEMORY;"
         ))
         .map_err(|e| format!("pragmas: {e}"))?;

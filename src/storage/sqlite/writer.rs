@@ -13,13 +13,13 @@
 //! leaf is rewritten in the WAL by every commit but copied once per pass. Every 50 ms, the
 //! checkpointer took 3.4-3.8 µs of CPU per 1:1 message at saturation; every 500 ms, 1.1-1.2 µs,
 //! and the node wrote 13% fewer bytes to disk (`load-tests/README.md`, 2026-12-07). The WAL
-//! holds about a second of commits (over 100 MB at saturation here). The file is reused in
+//! holds about a second of commits (about 140 MB at 10k msgs/s here). The file is reused in
 //! place while commits come and emptied once they stop (`checkpoint_loop`).
 
 use super::{open, sql, StoreError, StoreResult};
 use crate::metrics::Metrics;
 use rusqlite::Connection;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -198,6 +198,13 @@ fn commit_batch(
 /// Starts the checkpoint thread; returns what it shares (its stop flag, its passes).
 pub(super) fn start_checkpoints(path: &Path) -> Result<Arc<Checkpoints>, String> {
     let conn = open(path, 1024, false).map_err(|e| format!("open checkpointer: {e}"))?;
+    // PASSIVE never calls the busy handler. Without one, TRUNCATE gives up at once when a
+    // reader or a writer holds the WAL, instead of waiting for them with the write lock held.
+    conn.busy_handler(None)
+        .map_err(|e| format!("checkpointer busy handler: {e}"))?;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
     let shared = Arc::new(Checkpoints {
         stop: AtomicBool::new(false),
         passes: AtomicU64::new(0),
@@ -205,51 +212,80 @@ pub(super) fn start_checkpoints(path: &Path) -> Result<Arc<Checkpoints>, String>
     let ours = shared.clone();
     std::thread::Builder::new()
         .name("parley-sqlite-checkpoint".into())
-        .spawn(move || checkpoint_loop(&conn, &ours))
+        .spawn(move || checkpoint_loop(&conn, &ours, &wal))
         .map_err(|e| format!("checkpoint thread: {e}"))?;
     Ok(shared)
 }
 
-/// While commits come, each pass copies frames (PASSIVE). Once a whole pass went by without a
-/// commit from any connection (this node's writer, or another node's on a shared file), the
-/// thread empties the WAL file (TRUNCATE), once per quiet spell.
+/// Passes in a row without a commit from any connection before the WAL file is emptied (2 s).
+const QUIET_PASSES: u32 = 4;
+
+/// Every pass copies frames into the database (PASSIVE). Once `QUIET_PASSES` went by without
+/// a commit from any connection (this node's writer, another node's on a shared file, the
+/// push bridge's), the thread empties the WAL file (TRUNCATE), once per quiet spell.
 ///
-/// Why not `journal_size_limit`: it trims the file inside the first commit after each rewind,
-/// and at 10k msgs/s the WAL grows far past any sane limit between rewinds (about 140 MB a
-/// second here). That commit freed the blocks past the limit and the commits after it
-/// allocated them again: the commit after each rewind took 20-35 ms, once a second, and every
-/// send queued behind it waited (ack p99 31-101 ms beside 10k idle connections, 7.6-7.9 ms
-/// without the trim: `load-tests/README.md`, 2026-12-08). Reused in place, the file costs
-/// nothing per commit.
-fn checkpoint_loop(conn: &Connection, shared: &Checkpoints) {
-    // PASSIVE never waits for a lock; TRUNCATE without a busy handler gives up at once (it
-    // then copies what it can, like PASSIVE) instead of holding back a writer or a reader.
-    let _ = conn.busy_handler(None);
+/// Why not let commits trim it: `journal_size_limit` trims the file inside the first commit
+/// after each rewind, and at 10k msgs/s the WAL grows by about 140 MB a second here. With the
+/// 64 MiB limit of before, that commit freed the blocks past the limit and the commits after
+/// it allocated them again: the commit after each rewind took 20-35 ms, once a second, and
+/// every send queued behind it waited (ack p99 31-101 ms beside 10k idle connections, 6.6-8.6
+/// ms with the file reused in place: `load-tests/README.md`, 2026-12-08). The limit is now
+/// 1 GiB (`SqliteStore::open`): it bounds what a long reader can leave behind, and a steady
+/// load stays under it.
+fn checkpoint_loop(conn: &Connection, shared: &Checkpoints, wal: &Path) {
     let version = |c: &Connection| c.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0));
     let mut seen = version(conn).ok();
-    let mut trimmed = false;
+    let mut quiet = 0u32;
+    let mut emptied = false;
     while !shared.stop.load(Ordering::Acquire) {
         std::thread::sleep(CHECKPOINT_EVERY);
         let now = version(conn).ok();
-        let quiet = now.is_some() && now == seen;
+        if now.is_some() && now == seen {
+            quiet = quiet.saturating_add(1);
+        } else {
+            (quiet, emptied) = (0, false);
+        }
         seen = now;
-        if !quiet {
-            trimmed = false;
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "WAL checkpoint failed");
-            }
-        } else if !trimmed {
-            // The first column is 1 when a reader or a writer held the WAL: try again next pass.
-            match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                r.get::<_, i64>(0)
-            }) {
-                Ok(busy) => trimmed = busy == 0,
-                Err(e) => {
-                    trimmed = true; // logged once per quiet spell
-                    tracing::warn!(error = %e, "WAL truncation failed");
-                }
-            }
+        let copied_all = passive(conn);
+        if quiet >= QUIET_PASSES && !emptied {
+            // An empty file is left alone: a TRUNCATE still writes a new WAL header, which
+            // every other connection on the file counts as a change, and they would empty it
+            // in turn.
+            let has_frames = std::fs::metadata(wal).is_ok_and(|m| m.len() > 0);
+            emptied = !has_frames || (copied_all && empty(conn));
         }
         shared.passes.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// A PASSIVE checkpoint; true if it copied every frame in the WAL.
+fn passive(conn: &Connection) -> bool {
+    let counts = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    });
+    match counts {
+        Ok((busy, frames, copied)) => busy == 0 && frames == copied,
+        Err(e) => {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+            false
+        }
+    }
+}
+
+/// Empties the WAL file, every frame of which is already copied (so the write lock is held
+/// only to truncate it); false if a reader, a writer or another checkpointer held the WAL.
+fn empty(conn: &Connection) -> bool {
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(busy) => busy == 0,
+        Err(e) => {
+            tracing::warn!(error = %e, "emptying the WAL failed");
+            true // not tried again before the next quiet spell
+        }
     }
 }
