@@ -68,11 +68,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<(i64, i64), String> {
 /// The copies passed through the WAL (gigabytes for a big database), and commits only trim it
 /// past 1 GiB (writer.rs): empty it now, not when the node is first quiet.
 fn empty_wal(conn: &Connection) {
-    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-        r.get::<_, i64>(0)
-    }) {
-        Ok(0) => {}
-        Ok(_) => tracing::warn!(
+    match super::writer::truncate_wal(conn) {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
             "a reader held the WAL after the migration: it is emptied once commits stop"
         ),
         Err(e) => tracing::warn!(error = %e, "emptying the WAL after the migration failed"),

@@ -276,13 +276,20 @@ fn passive(conn: &Connection) -> bool {
     }
 }
 
+/// A TRUNCATE checkpoint: copies what is left and empties the WAL file; `Ok(false)` if a
+/// reader, a writer or another checkpointer held the WAL.
+pub(super) fn truncate_wal(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|busy| busy == 0)
+}
+
 /// Empties the WAL file, every frame of which is already copied (so the write lock is held
 /// only to truncate it); false if a reader, a writer or another checkpointer held the WAL.
 fn empty(conn: &Connection) -> bool {
-    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-        r.get::<_, i64>(0)
-    }) {
-        Ok(busy) => busy == 0,
+    match truncate_wal(conn) {
+        Ok(done) => done,
         Err(e) => {
             tracing::warn!(error = %e, "emptying the WAL failed");
             true // not tried again before the next quiet spell
