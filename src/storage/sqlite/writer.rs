@@ -141,7 +141,7 @@ fn writer_loop(
             }
         }
         if !close.is_empty() {
-            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            if let Err(e) = truncate_wal(&conn) {
                 tracing::warn!(error = %e, "final WAL checkpoint failed (the WAL is replayed on open)");
             }
             drop(conn);
